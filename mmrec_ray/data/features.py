@@ -1,0 +1,160 @@
+"""Device-resident features: the prepared tables live on the training device once, and a batch is a set of
+PE indices whose tensors are gathered lazily (no per-batch Python collation).
+
+Shapes: B PEs in a batch, T max events, D embedding width, V vocabulary, J items.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION, PreparedData
+
+
+class FeatureStore:
+    """All model inputs of a prepared dataset as torch tensors on one device."""
+
+    def __init__(self, data: PreparedData, device: str | torch.device = "cpu"):
+        self.data = data
+        self.device = torch.device(device)
+        dev = self.device
+
+        def t(array, dtype):
+            return torch.as_tensor(np.asarray(array)).to(device=dev, dtype=dtype)
+
+        self.event_kind = t(data.event_kind, torch.long)  # (N, T)
+        self.event_row = t(data.event_row, torch.long)  # (N, T)
+        self.n_events = t(data.n_events, torch.long)  # (N,)
+        session_rows, session_lengths = data.modality_rows(EVENT_SESSION)
+        conversation_rows, conversation_lengths = data.modality_rows(EVENT_CONVERSATION)
+        self.session_rows = t(session_rows, torch.long)  # (N, T): session-only steps, left-aligned
+        self.session_lengths = t(session_lengths, torch.long)
+        self.conversation_rows = t(conversation_rows, torch.long)
+        self.conversation_lengths = t(conversation_lengths, torch.long)
+        # One extra all-zero row at the end so that padding (-1) gathers zeros.
+        self.conversation_table = _with_zero_row(t(data.conversation_embedding, torch.float32))  # (C+1, D)
+        self.keyword_table = _with_zero_row(t(data.conversation_keywords, torch.float32))  # (C+1, V)
+        self.session_table = _with_zero_row(t(data.session_tags, torch.float32))  # (S+1, V)
+        self.pe_conversation = t(data.pe_conversation_embedding, torch.float32)  # (N, D)
+        self.has_conversation = t(data.has_conversation, torch.bool)
+        self.has_session = t(data.has_session, torch.bool)
+        self.targets = t(data.targets, torch.float32)  # (N, J)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.targets.shape[1])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.session_table.shape[1])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.conversation_table.shape[1])
+
+    def batch(self, indices: np.ndarray | torch.Tensor) -> Batch:
+        index = torch.as_tensor(np.asarray(indices) if not torch.is_tensor(indices) else indices)
+        return Batch(self, index.to(device=self.device, dtype=torch.long))
+
+    def iterate(self, indices: np.ndarray, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
+        """Yield Batches over ``indices``; shuffled with ``generator`` (seeded by the caller) when asked."""
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        if shuffle:
+            index = index[torch.randperm(len(index), generator=generator)]
+        index = index.to(self.device)
+        for start in range(0, len(index), batch_size):
+            yield Batch(self, index[start : start + batch_size])
+
+
+def _with_zero_row(table: torch.Tensor) -> torch.Tensor:
+    return torch.cat([table, table.new_zeros((1, table.shape[1]))], dim=0)
+
+
+def _gather(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """table (R+1, F), rows (B, T) with -1 padding -> (B, T, F); -1 maps to the zero row."""
+    safe = torch.where(rows < 0, torch.full_like(rows, table.shape[0] - 1), rows)
+    return table[safe]
+
+
+class Batch:
+    """A batch of PEs; every tensor is gathered on first use and cached."""
+
+    def __init__(self, store: FeatureStore, index: torch.Tensor):
+        self.store = store
+        self.index = index  # (B,) rows into the prepared arrays
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @cached_property
+    def event_kind(self) -> torch.Tensor:  # (B, T) long: 0 pad, 1 conversation, 2 session
+        return self.store.event_kind[self.index]
+
+    @cached_property
+    def lengths(self) -> torch.Tensor:  # (B,) number of events
+        return self.store.n_events[self.index]
+
+    @cached_property
+    def step_mask(self) -> torch.Tensor:  # (B, T) bool, True on real events
+        return self.event_kind != 0
+
+    @cached_property
+    def is_conversation(self) -> torch.Tensor:  # (B, T) float indicator (the is_conversation input feature)
+        return (self.event_kind == EVENT_CONVERSATION).float()
+
+    @cached_property
+    def _conversation_rows(self) -> torch.Tensor:  # (B, T) rows of conversation steps, -1 elsewhere
+        rows = self.store.event_row[self.index]
+        return torch.where(self.event_kind == EVENT_CONVERSATION, rows, torch.full_like(rows, -1))
+
+    @cached_property
+    def _session_rows(self) -> torch.Tensor:
+        rows = self.store.event_row[self.index]
+        return torch.where(self.event_kind == EVENT_SESSION, rows, torch.full_like(rows, -1))
+
+    @cached_property
+    def event_conversation(self) -> torch.Tensor:  # (B, T, D): conversation embedding at conversation steps, else 0
+        return _gather(self.store.conversation_table, self._conversation_rows)
+
+    @cached_property
+    def event_session(self) -> torch.Tensor:  # (B, T, V): session tags at session steps, else 0
+        return _gather(self.store.session_table, self._session_rows)
+
+    @cached_property
+    def event_keywords(self) -> torch.Tensor:  # (B, T, V): keywords at conversation steps, tags at session steps
+        return _gather(self.store.keyword_table, self._conversation_rows) + self.event_session
+
+    @cached_property
+    def session_sequence(self) -> torch.Tensor:  # (B, T, V): session-only steps, left-aligned
+        return _gather(self.store.session_table, self.store.session_rows[self.index])
+
+    @cached_property
+    def session_lengths(self) -> torch.Tensor:  # (B,)
+        return self.store.session_lengths[self.index]
+
+    @cached_property
+    def conversation_sequence(self) -> torch.Tensor:  # (B, T, D): conversation-only steps, left-aligned
+        return _gather(self.store.conversation_table, self.store.conversation_rows[self.index])
+
+    @cached_property
+    def conversation_lengths(self) -> torch.Tensor:  # (B,)
+        return self.store.conversation_lengths[self.index]
+
+    @cached_property
+    def pe_conversation(self) -> torch.Tensor:  # (B, D): PE-level mean sentence embedding
+        return self.store.pe_conversation[self.index]
+
+    @cached_property
+    def has_conversation(self) -> torch.Tensor:  # (B,) bool
+        return self.store.has_conversation[self.index]
+
+    @cached_property
+    def has_session(self) -> torch.Tensor:  # (B,) bool
+        return self.store.has_session[self.index]
+
+    @cached_property
+    def targets(self) -> torch.Tensor:  # (B, J) float multi-hot
+        return self.store.targets[self.index]
