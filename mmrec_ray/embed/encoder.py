@@ -111,7 +111,9 @@ class SentenceEncoder:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=local_only)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=local_only)
         except OSError as exc:
-            raise ConfigError(f"cannot load encoder '{name_or_path}' (resolved to '{self.path}'): {exc}") from exc
+            raise ConfigError(
+                f"cannot load encoder '{name_or_path}' (resolved to '{self.path}'): {exc}"
+            ) from exc
         model_limit = getattr(self.model.config, "max_position_embeddings", max_length) or max_length
         self.max_length = int(min(max_length, model_limit))
         self.model.eval().to(self.device)

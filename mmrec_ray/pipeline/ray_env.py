@@ -1,0 +1,117 @@
+"""The one place that starts or joins Ray, and that maps a run directory to storage.
+
+* Local: ``ray.init(address="local", num_cpus=...)`` starts an in-process single-node Ray.
+* Cluster: under ``ray job submit`` (or with ``RAY_ADDRESS`` set) the driver joins the existing cluster.
+* Environment: usage stats are off and ``RAY_AUTH_MODE`` is set explicitly. Ray 2.60 accepts two values —
+  ``disabled`` (the default) and ``token`` (static bearer token for the dashboard, GCS and jobs API). We keep
+  whatever the user exported (a cluster started with ``RAY_AUTH_MODE=token`` needs the same on the driver) and
+  otherwise write ``disabled`` so the choice is visible instead of implied.
+* Storage: a run directory is a local path (made absolute: Ray workers do not share the driver's cwd) or a URI
+  (``s3://``, ``gs://``). Stages that write plain files work in a local staging folder which is pulled from and
+  pushed to the URI around each stage; Ray Tune/Train write their experiment state to the URI directly.
+  A multi-node run needs shared storage (a URI or an NFS path mounted at the same place on every node):
+  checkpoints written by a worker on one node are read by workers on another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+AUTH_MODES = ("disabled", "token")
+
+
+def configure_environment() -> None:
+    """Set Ray's process-level switches before Ray starts (raylets and workers inherit the environment)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if os.environ["RAY_AUTH_MODE"] not in AUTH_MODES:
+        from mmrec_ray.errors import ConfigError
+
+        raise ConfigError(
+            f"RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']!r}: Ray 2.60 accepts {list(AUTH_MODES)}"
+        )
+    # Train V2 is the default in 2.60; pinning it keeps the TorchTrainer semantics we rely on.
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # Tune/Train otherwise print a line per reported metric; the stage progress lines are ours.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def init_ray(
+    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None, **kwargs
+) -> bool:
+    """Start or join Ray once. Returns True when this call started it (the caller then shuts it down).
+
+    ``address``: None = ``RAY_ADDRESS`` if set (job submission, existing cluster), else a fresh local instance;
+    "local" = always a fresh local instance; anything else = that cluster.
+    """
+    configure_environment()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, logging_level="WARNING", **kwargs)
+    else:
+        ray.init(address=address, logging_level="WARNING", **kwargs)
+    return True
+
+
+def shutdown_ray(started: bool) -> None:
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+# --------------------------------------------------------------------------------------------------- storage
+def is_uri(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def ray_storage_path(run_dir: str | os.PathLike) -> str:
+    """Where Ray Tune/Train keep experiment state: the URI itself, or the absolute local path."""
+    if is_uri(run_dir):
+        return str(run_dir).rstrip("/") + "/ray"
+    return str((Path(run_dir) / "ray").resolve())
+
+
+def local_run_dir(run_dir: str | os.PathLike) -> Path:
+    """The local folder where file-writing stages work: the run dir itself, or a staging copy of a URI."""
+    if not is_uri(run_dir):
+        return Path(run_dir).resolve()
+    digest = hashlib.sha1(str(run_dir).encode()).hexdigest()[:12]
+    base = Path(os.environ.get("MMREC_STAGING", Path.home() / ".cache" / "mmrec_ray" / "staging"))
+    return base / digest
+
+
+def _copy(source: str, destination: str) -> None:
+    import pyarrow.fs as pafs
+
+    source_fs, source_path = pafs.FileSystem.from_uri(source)
+    info = source_fs.get_file_info(source_path)
+    if info.type == pafs.FileType.NotFound:
+        return
+    destination_fs, destination_path = pafs.FileSystem.from_uri(destination)
+    destination_fs.create_dir(destination_path, recursive=True)
+    pafs.copy_files(
+        source_path, destination_path, source_filesystem=source_fs, destination_filesystem=destination_fs
+    )
+
+
+def pull(run_dir: str | os.PathLike) -> Path:
+    """Bring a URI run dir's plain files (not Ray's own state) into the staging folder; no-op for local paths."""
+    local = local_run_dir(run_dir)
+    local.mkdir(parents=True, exist_ok=True)
+    if is_uri(run_dir):
+        _copy(str(run_dir).rstrip("/") + "/files", local.as_uri())
+    return local
+
+
+def push(run_dir: str | os.PathLike) -> None:
+    """Publish the staging folder to the URI run dir after a stage (so a re-run elsewhere resumes from it)."""
+    if is_uri(run_dir):
+        _copy(local_run_dir(run_dir).as_uri(), str(run_dir).rstrip("/") + "/files")

@@ -1,0 +1,222 @@
+"""`mmrec run`: the whole pipeline — generate (synthetic) → prepare → embed → tune → fit → aggregate.
+
+Each stage is skipped when its outputs exist, so a re-run of a finished run does nothing and a re-run after a
+crash redoes only what is missing (stages here; trials and seeds inside tune and fit). One progress line per
+stage goes to stdout and to ``RUN_DIR/stages.log``; ``RUN_DIR/config.yaml`` (resolved) and
+``RUN_DIR/manifest.json`` (versions, commit, seeds, data fingerprint, timings) are written by every run.
+
+The data stages are driven through their CLI commands (``mmrec generate/prepare/embed/aggregate``): those
+argument lists are the stable contract between stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mmrec_ray.config import ExperimentConfig
+from mmrec_ray.pipeline import ray_env
+from mmrec_ray.pipeline.manifest import Manifest
+
+STAGES = ("generate", "prepare", "embed", "tune", "fit", "aggregate")
+
+
+def _command(name: str, argv: list[str]) -> int:
+    module = importlib.import_module(f"mmrec_ray.commands.{name}")
+    parser = argparse.ArgumentParser(prog=f"mmrec {name}")
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv)) or 0)
+
+
+class Pipeline:
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print):
+        self.cfg = cfg
+        self.log = log
+        self.run_dir = ray_env.pull(cfg.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(self.run_dir, cfg)
+        self._ray_started = False
+
+    # ----------------------------------------------------------------------------------------- helpers
+    @property
+    def data_dir(self) -> Path:
+        if self.cfg.data.path:
+            return Path(self.cfg.data.path).resolve()
+        return self.run_dir / "data"
+
+    @property
+    def tensors_dir(self) -> Path:
+        return self.run_dir / "prepared" / "tensors"
+
+    def _ray(self) -> None:
+        if not self._ray_started:
+            self._ray_started = ray_env.init_ray()
+
+    def _stage(self, name: str, needed: bool, action: Callable[[], str | None]) -> None:
+        started = time.perf_counter()
+        if not needed:
+            status, note = "skipped", "outputs exist"
+        else:
+            note = action() or ""
+            status = "done"
+        seconds = time.perf_counter() - started
+        line = f"[{name}] {status} in {seconds:.1f}s" + (f" — {note}" if note else "")
+        self.log(line)
+        with open(self.run_dir / "stages.log", "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        self.manifest.record(name, status, seconds)
+        ray_env.push(self.cfg.run_dir)
+
+    # ----------------------------------------------------------------------------------------- stages
+    def generate(self) -> None:
+        d = self.cfg.data
+        needed = d.source == "synthetic" and not (self.data_dir / "data_users.csv").exists()
+        argv = ["--out", str(self.data_dir), "--scale", str(d.scale), "--seed", str(d.seed)]
+        if not d.text:
+            argv += ["--no-text", "--embedding-dim", str(d.embedding_dim)]
+        self._stage("generate", needed, lambda: _command("generate", argv) and None)
+
+    def prepare(self) -> None:
+        if self.cfg.data.source == "released" and not self.cfg.data.path:
+            from mmrec_ray.errors import ConfigError
+
+            raise ConfigError("data.source=released needs data.path (the folder with the released CSV files)")
+        e = self.cfg.embed
+        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), "--encoder", e.encoder]
+        argv += ["--batch-size", str(e.batch_size), "--max-length", str(e.max_length)]
+        needed = not (self.tensors_dir / "meta.json").exists()
+        self._stage("prepare", needed, lambda: _command("prepare", argv) and None)
+
+    def embed(self) -> None:
+        parquet = self.run_dir / "prepared" / "parquet"
+        needed = (parquet / "conversation_text.parquet").exists() and not (
+            parquet / "conversation_embeddings"
+        ).exists()
+
+        def action():
+            self._ray()
+            _command("embed", ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")])
+
+        self._stage("embed", needed, action)
+
+    def tune(self) -> dict:
+        from mmrec_ray.pipeline import tune
+
+        if not self.cfg.tune.enabled:
+            self._stage("tune", False, lambda: None)
+            return {}
+
+        def action():
+            self._ray()
+            best = tune.run_tune(self.cfg, self.run_dir, log=self.log)
+            return (
+                f"best configs of {len(best)} models in {tune.tune_dir(self.run_dir) / 'best_configs.yaml'}"
+            )
+
+        self._stage("tune", not tune.is_done(self.run_dir), action)
+        return tune.load_best_configs(self.run_dir)
+
+    def fit(self, best: dict) -> None:
+        from mmrec_ray.pipeline import train
+
+        def action():
+            self._ray()
+            count = train.run_fit(self.cfg, self.run_dir, best, log=self.log)
+            return f"{count} (model, seed) fits written to {self.run_dir / 'predictions'}"
+
+        self._stage("fit", not train.is_done(self.cfg, self.run_dir), action)
+
+    def aggregate(self) -> None:
+        results = self.run_dir / "results" / "table3.md"
+        predictions = list((self.run_dir / "predictions").glob("*.parquet"))
+        newest = max((p.stat().st_mtime for p in predictions), default=0.0)
+        needed = not results.exists() or results.stat().st_mtime < newest
+        argv = ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")]
+        self._stage("aggregate", needed, lambda: _command("aggregate", argv) and None)
+
+    # ----------------------------------------------------------------------------------------- all
+    def run(self) -> Path:
+        self.manifest.write_config()
+        self.manifest.write()
+        try:
+            self.generate()
+            self.prepare()
+            self.embed()
+            best = self.tune()
+            self.fit(best)
+            self.aggregate()
+        finally:
+            ray_env.shutdown_ray(self._ray_started)
+        table = self.run_dir / "results" / "table3.md"
+        if table.exists():
+            self.log(table.read_text())
+        return self.run_dir
+
+
+def run_pipeline(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
+    return Pipeline(cfg, log).run()
+
+
+# --------------------------------------------------------------------------------------------------- CLI glue
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every pipeline entry point shares (`mmrec run/tune/train`, jobs/*.py)."""
+    parser.add_argument(
+        "--config", default="configs/demo.yaml", help="experiment YAML (default configs/demo.yaml)"
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="run directory: a local path or a URI (s3://, gs://); overrides run_dir",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    from mmrec_ray.config import load_config
+
+    overrides = list(args.overrides or [])
+    if args.storage:
+        overrides.append(f"run_dir={args.storage}")
+    cfg = load_config(args.config, overrides)
+    if not ray_env.is_uri(cfg.run_dir):
+        cfg.run_dir = str(Path(cfg.run_dir).resolve())
+    return cfg
+
+
+def run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = print) -> Path:
+    """Run one stage of the pipeline (what `mmrec tune`, `mmrec train` and jobs/*.py call)."""
+    pipeline = Pipeline(cfg, log)
+    pipeline.manifest.write_config()
+    try:
+        if stage == "prepare":
+            pipeline.generate()
+            pipeline.prepare()
+        elif stage == "embed":
+            pipeline.embed()
+        elif stage == "tune":
+            pipeline.tune()
+        elif stage == "fit":
+            pipeline.fit(_best(pipeline))
+        elif stage == "aggregate":
+            pipeline.aggregate()
+        else:
+            raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+    finally:
+        ray_env.shutdown_ray(pipeline._ray_started)
+    return pipeline.run_dir
+
+
+def _best(pipeline: Pipeline) -> dict:
+    from mmrec_ray.pipeline import tune
+
+    return tune.load_best_configs(pipeline.run_dir) if pipeline.cfg.tune.enabled else {}

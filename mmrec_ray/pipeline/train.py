@@ -1,0 +1,193 @@
+"""The `fit` stage (Ray Train): the five-seed final fits of every model with its best config, in parallel.
+
+* One ``TorchTrainer`` per seed (stable run name ``{run}__seed{seed}``), all seeds concurrently, each driven by
+  a lightweight Ray task (``num_cpus=0``: the worker holds the resources, the driving task only waits). Its one
+  worker fits the seed's models in dependency order, so Late Fusion of seed s uses Conversation and Web Session
+  of seed s, teachers and generators likewise: a dependency is fitted once per seed and reused, never retrained.
+  One trainer per seed rather than per (model, seed): a TorchTrainer costs tens of seconds of process start-up on
+  a small machine, and the models are small enough that one worker per seed keeps a node busy.
+* After every model the worker reports a Ray Train checkpoint holding all the seed's fitted models and test
+  predictions so far. A trainer restarted under the same name resumes from it (``ray.train.get_checkpoint``)
+  and fits only what is missing; models finished in an earlier run come in as checkpoint bytes.
+* The driver writes the results into the run directory: ``RUN_DIR/checkpoints/{model}/seed={seed}.pt`` and
+  ``RUN_DIR/predictions/{model}__seed{seed}.parquet`` (atomic). A (model, seed) whose outputs exist is skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig, from_dict
+from mmrec_ray.data.tensors import PreparedData
+from mmrec_ray.io import atomic_write
+from mmrec_ray.models import registry
+from mmrec_ray.pipeline import fitting
+from mmrec_ray.pipeline.ray_env import ray_storage_path
+from mmrec_ray.training.runner import checkpoint_path, predictions_path, write_test_predictions
+
+
+def fit_models(cfg: ExperimentConfig) -> list[str]:
+    return registry.dependency_order(list(cfg.models))
+
+
+def final_params(cfg: ExperimentConfig, best: dict[str, dict[str, Any]], name: str) -> ModelParams:
+    """The tuned config when Tune ran, else the configured (Table 2) parameters."""
+    params = fitting.base_params(cfg, name)
+    chosen = best.get(name) or {}
+    values = {f: chosen[f] for f in ModelParams.__dataclass_fields__ if chosen.get(f) is not None}
+    return from_dict(
+        ModelParams, {**fitting.params_to_dict(params), **values}, where=f"best config of {name}"
+    )
+
+
+def is_finished(run_dir: Path, name: str, seed: int) -> bool:
+    if not checkpoint_path(run_dir, name, seed).exists():
+        return False
+    return not registry.get(name).reported or predictions_path(run_dir, name, seed).exists()
+
+
+def is_done(cfg: ExperimentConfig, run_dir: Path) -> bool:
+    return all(is_finished(run_dir, n, s) for n in fit_models(cfg) for s in cfg.fit.seeds)
+
+
+# --------------------------------------------------------------------------------------------------- worker
+def _train_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker: fit the seed's missing models in dependency order; report after each one."""
+    import ray
+    import ray.train
+
+    seed = config["seed"]
+    training = TrainingConfig(**config["training"])
+    data: PreparedData = ray.get(config["data"])
+    store = fitting.make_store(data, training)
+    fitted = {
+        name: fitting.load_checkpoint_bytes(ray.get(ref), store, training)
+        for name, ref in config["provided"].items()
+    }
+    with tempfile.TemporaryDirectory() as cumulative:
+        cumulative = Path(cumulative)
+        previous = ray.train.get_checkpoint()
+        if previous is not None:  # a restarted trainer: keep what the earlier attempt reported
+            with previous.as_directory() as directory:
+                for file in Path(directory).iterdir():
+                    shutil.copy(file, cumulative / file.name)
+        for name in config["models"]:
+            model_file = cumulative / f"{name}.pt"
+            if model_file.exists():
+                fitted[name] = fitting.load_checkpoint_bytes(model_file.read_bytes(), store, training)
+                continue
+            started = time.perf_counter()
+            params = ModelParams(**config["params"][name])
+            dependencies = {d: fitted[d] for d in registry.get(name).depends_on}
+            model, result = fitting.fit_model(name, seed, store, params, training, dependencies)
+            fitted[name] = model
+            if registry.get(name).reported:
+                frame = fitting.predictions_frame(model, store)
+                frame.to_parquet(cumulative / f".{name}.parquet", index=False)
+                (cumulative / f".{name}.parquet").replace(cumulative / f"{name}.parquet")
+            (cumulative / f".{name}.pt").write_bytes(fitting.checkpoint_bytes(model, result, training))
+            (cumulative / f".{name}.pt").replace(model_file)
+            seconds = time.perf_counter() - started
+            loss = float(result.best_validation_loss)
+            print(
+                f"fit {name} seed {seed}: {seconds:.1f}s, best epoch {result.best_epoch}, val_loss {loss:.4f}"
+            )
+            ray.train.report(
+                {"model": name, "seed": seed, "best_val_loss": loss, "fit_seconds": seconds},
+                checkpoint=ray.train.Checkpoint.from_directory(cumulative),
+            )
+
+
+def _drive(config: dict[str, Any], storage: str, run_name: str, cpus: float, gpus: float) -> dict[str, tuple]:
+    """Build and run one seed's TorchTrainer; return {model: (checkpoint bytes, predictions frame or None)}."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": cpus}
+    if gpus:
+        resources["GPU"] = gpus
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=bool(gpus), resources_per_worker=resources),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=1)
+        ),
+    )
+    result = trainer.fit()
+    out: dict[str, tuple] = {}
+    if result.checkpoint is None:
+        return out
+    with result.checkpoint.as_directory() as directory:
+        for name in config["models"]:
+            model_file = Path(directory) / f"{name}.pt"
+            if not model_file.exists():
+                continue
+            frame_file = Path(directory) / f"{name}.parquet"
+            out[name] = (
+                model_file.read_bytes(),
+                pd.read_parquet(frame_file) if frame_file.exists() else None,
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- stage
+def run_fit(
+    cfg: ExperimentConfig, run_dir: Path, best: dict[str, dict[str, Any]] | None = None, log=print
+) -> int:
+    """Fit every (model, seed) not done yet (all seeds concurrently); returns the number fitted now."""
+    import ray
+
+    run_dir = Path(run_dir)
+    best = best or {}
+    names = fit_models(cfg)
+    training = fitting.trial_training(cfg.training, cfg.training.max_epochs, cfg.fit.cpus_per_worker)
+    params = {name: fitting.params_to_dict(final_params(cfg, best, name)) for name in names}
+    plans = {}
+    for seed in cfg.fit.seeds:
+        missing = [n for n in names if not is_finished(run_dir, n, seed)]
+        # A missing model needs its dependencies: refit them too unless their checkpoint exists.
+        needed = {d for n in missing for d in registry.dependency_order([n]) if d != n}
+        provided = {d for d in needed if d not in missing and checkpoint_path(run_dir, d, seed).exists()}
+        missing = [n for n in names if n in missing or (n in needed and n not in provided)]
+        if missing:
+            plans[seed] = (missing, provided)
+    total = sum(len(m) for m, _ in plans.values())
+    if not total:
+        return 0
+    data_ref = ray.put(PreparedData.load(run_dir / "prepared" / "tensors", mmap=False))
+    storage = ray_storage_path(cfg.run_dir if "://" in cfg.run_dir else run_dir) + "/train"
+    drive = ray.remote(num_cpus=0)(_drive)
+    log(f"  fit: {total} (model, seed) fits in {len(plans)} seed trainers")
+    in_flight = {}
+    for seed, (missing, provided) in plans.items():
+        config = {
+            "seed": seed,
+            "models": missing,
+            "params": {n: params[n] for n in missing},
+            "training": fitting.params_to_dict(training),
+            "data": data_ref,
+            "provided": {d: ray.put(checkpoint_path(run_dir, d, seed).read_bytes()) for d in provided},
+        }
+        ref = drive.remote(
+            config, storage, f"{cfg.name}__seed{seed}", cfg.fit.cpus_per_worker, cfg.fit.gpus_per_worker
+        )
+        in_flight[ref] = (seed, time.perf_counter())
+    written = 0
+    while in_flight:
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        seed, started = in_flight.pop(ready[0])
+        outputs = ray.get(ready[0])
+        for name, (payload, frame) in outputs.items():
+            atomic_write(checkpoint_path(run_dir, name, seed), lambda p, b=payload: p.write_bytes(b))
+            if frame is not None:
+                write_test_predictions(predictions_path(run_dir, name, seed), frame)
+            written += 1
+        log(f"  fit seed {seed}: {len(outputs)} models in {time.perf_counter() - started:.0f}s")
+    return written

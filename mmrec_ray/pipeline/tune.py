@@ -1,0 +1,351 @@
+"""The `tune` stage (Ray Tune): every model's grid in parallel, ASHA on validation loss, best config per model.
+
+* Models run in dependency levels (level 0: no dependencies — Conversation, Web Session, generators, encoders;
+  level 1: their dependents — Late Fusion, Knowledge Distillation, ...). Each level is ONE Tune run over all of
+  its models' grids. A dependent's trials use its dependencies fitted at their best config with seed 0.
+* ASHA (metric ``val_loss``, mode ``min``, time attribute ``epoch``) runs one bracket set per model: losses of
+  different models are not comparable (Knowledge Distillation adds teacher terms), so one model's trials never
+  stop another's.
+* The prepared arrays enter the object store once (``tune.with_parameters``); trials map them zero-copy.
+* Only validation loss is seen here; the test split is never touched.
+* Resume: experiment names are ``{run name}_tune_level{k}`` (no timestamps); an interrupted level is restored
+  with ``Tuner.restore``; a finished level (``RUN_DIR/tune/levels/level{k}.csv``) is skipped.
+
+Outputs: ``RUN_DIR/tune/best_configs.yaml`` and ``RUN_DIR/tune/trials.csv`` (one row per trial).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig
+from mmrec_ray.data.tensors import PreparedData
+from mmrec_ray.io import atomic_write_parquet, atomic_write_text
+from mmrec_ray.models import registry
+from mmrec_ray.pipeline import fitting
+from mmrec_ray.pipeline.ray_env import ray_storage_path
+
+GRID_FIELDS = ("batch_size", "units", "dropout", "num_anchors")
+TRIAL_COLUMNS = ["model", "trial", *GRID_FIELDS, "best_val_loss", "epochs", "status"]
+
+
+# --------------------------------------------------------------------------------------------------- planning
+def tuned_models(cfg: ExperimentConfig) -> list[str]:
+    """The models to tune plus every component they depend on, each after its dependencies."""
+    return registry.dependency_order(list(cfg.tune.models or cfg.models))
+
+
+def dependency_levels(names: list[str]) -> list[list[str]]:
+    """Group ``names`` (dependency-ordered) so that each model's dependencies sit in earlier levels."""
+    level: dict[str, int] = {}
+    for name in names:
+        level[name] = 1 + max((level[d] for d in registry.get(name).depends_on), default=-1)
+    return [[n for n in names if level[n] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+def grid(cfg: ExperimentConfig, name: str) -> list[dict[str, Any]]:
+    """The grid points of one model: the product of the TuneConfig lists of the fields it declares tunable.
+    Empty when it has nothing to tune (Popular): it then keeps its configured parameters."""
+    fields = [f for f in GRID_FIELDS if f in fitting.tunable_fields(name)]
+    if not fields:
+        return []
+    base = fitting.params_to_dict(fitting.base_params(cfg, name))
+    points = []
+    for values in itertools.product(*(getattr(cfg.tune, f) for f in fields)):
+        points.append({**base, **dict(zip(fields, values))})
+    return points
+
+
+# --------------------------------------------------------------------------------------------------- scheduler
+def _per_model_asha(cfg: ExperimentConfig):
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    class PerModelASHA(FIFOScheduler):
+        """ASHA with one bracket set per model (``trial.config["trial"]["model"]``)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._by_model: dict[str, AsyncHyperBandScheduler] = {}
+
+        def _of(self, trial) -> AsyncHyperBandScheduler:
+            name = trial.config["trial"]["model"]
+            if name not in self._by_model:
+                self._by_model[name] = AsyncHyperBandScheduler(
+                    time_attr="epoch",
+                    metric="val_loss",
+                    mode="min",
+                    # A trial's "epoch" counts the epochs of all its internal stages; its own early stopping
+                    # ends it long before this cap.
+                    max_t=max(cfg.tune.max_epochs * 4, cfg.tune.grace_period),
+                    grace_period=cfg.tune.grace_period,
+                    reduction_factor=cfg.tune.reduction_factor,
+                )
+            return self._by_model[name]
+
+        def set_search_properties(self, metric, mode, **spec) -> bool:
+            return True
+
+        def on_trial_add(self, tune_controller, trial) -> None:
+            self._of(trial).on_trial_add(tune_controller, trial)
+
+        def on_trial_result(self, tune_controller, trial, result):
+            return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+        def on_trial_complete(self, tune_controller, trial, result) -> None:
+            self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+        def on_trial_remove(self, tune_controller, trial) -> None:
+            self._of(trial).on_trial_remove(tune_controller, trial)
+
+        def on_trial_error(self, tune_controller, trial) -> None:
+            self._of(trial).on_trial_error(tune_controller, trial)
+
+        def save(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "wb") as handle:
+                pickle.dump(self._by_model, handle)
+
+        def restore(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "rb") as handle:
+                self._by_model = pickle.load(handle)
+
+        def debug_string(self) -> str:
+            return "PerModelASHA: " + ", ".join(sorted(self._by_model))
+
+    return PerModelASHA()
+
+
+# --------------------------------------------------------------------------------------------------- trial
+def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict[str, bytes] = None) -> None:
+    """One Tune trial: fit ``config["trial"]["model"]`` with its ``params`` at seed 0, report every epoch."""
+    from ray import tune
+
+    config = config["trial"]
+    name = config["model"]
+    params = ModelParams(**config["params"])
+    training = TrainingConfig(**config["training"])
+    store = fitting.make_store(data, training)
+    deps = {
+        d: fitting.load_checkpoint_bytes(dependencies[d], store, training)
+        for d in registry.get(name).depends_on
+    }
+    progress = {"epoch": 0, "stage": None, "best": math.inf}
+
+    def report(stage: str, epoch: int, train_loss: float, val_loss: float) -> None:
+        if stage != progress["stage"]:  # the last stage is the one selection compares
+            progress["stage"], progress["best"] = stage, math.inf
+        progress["epoch"] += 1
+        progress["best"] = min(progress["best"], val_loss)
+        tune.report(
+            {
+                "model": name,
+                "stage": stage,
+                "epoch": progress["epoch"],
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "best_val_loss": progress["best"],
+                "done": False,
+            }
+        )
+
+    model, result = fitting.fit_model(name, 0, store, params, training, deps, report)
+    best = result.best_validation_loss
+    if not math.isfinite(best):
+        best = progress["best"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / fitting.CHECKPOINT_FILE).write_bytes(fitting.checkpoint_bytes(model, result, training))
+        tune.report(
+            {
+                "model": name,
+                "stage": progress["stage"] or "fit",
+                "epoch": max(progress["epoch"], 1),
+                "val_loss": best,
+                "best_val_loss": best,
+                "done": True,
+            },
+            checkpoint=tune.Checkpoint.from_directory(tmp),
+        )
+
+
+# --------------------------------------------------------------------------------------------------- stage
+def tune_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "tune"
+
+
+def is_done(run_dir: Path) -> bool:
+    return (tune_dir(run_dir) / "best_configs.yaml").exists() and (tune_dir(run_dir) / "trials.csv").exists()
+
+
+def run_tune(cfg: ExperimentConfig, run_dir: Path, log=print) -> dict[str, dict[str, Any]]:
+    """Tune every model (dependency level by level); write best_configs.yaml and trials.csv; return the best."""
+    import ray
+
+    out = tune_dir(run_dir)
+    levels = dependency_levels(tuned_models(cfg))
+    needed_later = {d for level in levels for n in level for d in registry.get(n).depends_on}
+    data = PreparedData.load(Path(run_dir) / "prepared" / "tensors", mmap=False)
+    data_ref = ray.put(data)  # once, shared by every trial of every level
+    del data
+    best: dict[str, dict[str, Any]] = {}
+    dependency_payloads: dict[str, bytes] = {}
+    all_trials = []
+    for k, names in enumerate(levels):
+        level_csv = out / "levels" / f"level{k}.parquet"
+        if level_csv.exists():
+            trials = pd.read_parquet(level_csv)
+            log(f"  tune level {k} ({', '.join(names)}): already done, {len(trials)} trials")
+        else:
+            trials = _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log)
+            atomic_write_parquet(level_csv, trials)
+        all_trials.append(trials)
+        for name in names:
+            best[name] = _select(cfg, name, trials)
+            if name in needed_later:
+                dependency_payloads[name] = _dependency_payload(
+                    cfg, run_dir, k, name, best[name], data_ref, dependency_payloads
+                )
+    table = pd.concat(all_trials, ignore_index=True) if all_trials else pd.DataFrame(columns=TRIAL_COLUMNS)
+    atomic_write_text(out / "trials.csv", table[TRIAL_COLUMNS].to_csv(index=False))
+    atomic_write_text(out / "best_configs.yaml", yaml.safe_dump(best, sort_keys=False))
+    return best
+
+
+def _select(cfg: ExperimentConfig, name: str, trials: pd.DataFrame) -> dict[str, Any]:
+    """Lowest best validation loss of the model's trials; the configured parameters when it has none."""
+    rows = trials[(trials["model"] == name) & trials["best_val_loss"].notna()]
+    rows = rows[rows["best_val_loss"].apply(math.isfinite)]
+    if rows.empty:
+        params = fitting.params_to_dict(fitting.base_params(cfg, name))
+        return {**params, "val_loss": None, "trial": None, "source": "configured (nothing to tune)"}
+    row = rows.sort_values(["best_val_loss", "trial"], kind="stable").iloc[0]
+    params = fitting.params_to_dict(fitting.base_params(cfg, name))
+    for f in GRID_FIELDS:
+        if not pd.isna(row[f]):
+            params[f] = type(params[f])(row[f])
+    return {**params, "val_loss": float(row["best_val_loss"]), "trial": str(row["trial"]), "source": "tune"}
+
+
+def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> pd.DataFrame:
+    from ray import tune
+
+    training = fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
+    points = [
+        {"model": name, "params": point, "training": fitting.params_to_dict(training)}
+        for name in names
+        for point in grid(cfg, name)
+    ]
+    log(f"  tune level {k} ({', '.join(names)}): {len(points)} trials")
+    if not points:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    payload_refs = {name: dependency_payloads[name] for name in dependency_payloads}
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, data=data_ref, dependencies=payload_refs),
+        {"cpu": cfg.tune.cpus_per_trial, "gpu": cfg.tune.gpus_per_trial},
+    )
+    storage = ray_storage_path(run_dir) + "/tune"
+    experiment = f"{cfg.name}_tune_level{k}"
+    path = f"{storage}/{experiment}"
+    param_space = {"trial": tune.grid_search(points)}
+    if tune.Tuner.can_restore(path):
+        log(f"  tune level {k}: resuming {path}")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                scheduler=_per_model_asha(cfg),
+                max_concurrent_trials=cfg.tune.max_concurrent_trials or None,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=experiment,
+                storage_path=storage,
+                verbose=1,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
+        )
+    results = tuner.fit()
+    rows = []
+    for result in results:
+        config = result.config["trial"] if "trial" in (result.config or {}) else result.config
+        metrics = result.metrics or {}
+        status = "ERROR" if result.error else ("COMPLETED" if metrics.get("done") else "STOPPED_BY_ASHA")
+        params = config["params"]
+        rows.append(
+            {
+                "model": config["model"],
+                "trial": Path(result.path).name,
+                **{f: params.get(f) for f in GRID_FIELDS},
+                "best_val_loss": _best_loss(result),
+                "epochs": metrics.get("epoch"),
+                "status": status,
+                "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _best_loss(result) -> float:
+    frame = result.metrics_dataframe
+    if frame is None or frame.empty or "val_loss" not in frame:
+        return math.nan
+    if "stage" in frame and frame["stage"].notna().any():
+        frame = frame[frame["stage"] == frame["stage"].iloc[-1]]  # the final stage's losses
+    return float(frame["val_loss"].min())
+
+
+def _dependency_payload(cfg, run_dir, k, name, chosen, data_ref, dependency_payloads) -> bytes:
+    """The dependency fitted at its best config with seed 0: the winning trial's checkpoint, or a fresh fit
+    when ASHA stopped that trial before it could save (the file is kept so resumes reuse it)."""
+    path = tune_dir(run_dir) / "dependencies" / f"{name}.pt"
+    if path.exists():
+        return path.read_bytes()
+    levels = pd.read_parquet(tune_dir(run_dir) / "levels" / f"level{k}.parquet")
+    row = levels[levels["trial"] == chosen.get("trial")]
+    checkpoint = row["checkpoint"].iloc[0] if not row.empty and "checkpoint" in row else None
+    payload = None
+    if isinstance(checkpoint, str):
+        from ray.tune import Checkpoint
+
+        with Checkpoint(checkpoint).as_directory() as directory:
+            candidate = Path(directory) / fitting.CHECKPOINT_FILE
+            if candidate.exists():
+                payload = candidate.read_bytes()
+    if payload is None:
+        payload = _fit_dependency(cfg, name, chosen, data_ref, dependency_payloads)
+    from mmrec_ray.io import atomic_write
+
+    atomic_write(path, lambda p: p.write_bytes(payload))
+    return payload
+
+
+def _fit_dependency(cfg, name, chosen, data_ref, dependency_payloads) -> bytes:
+    import ray
+
+    @ray.remote(num_cpus=cfg.tune.cpus_per_trial, num_gpus=cfg.tune.gpus_per_trial)
+    def fit(data, payloads):
+        training = fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
+        store = fitting.make_store(data, training)
+        dependencies = {
+            d: fitting.load_checkpoint_bytes(payloads[d], store, training)
+            for d in registry.get(name).depends_on
+        }
+        params = ModelParams(**{f: chosen[f] for f in ModelParams.__dataclass_fields__})
+        model, result = fitting.fit_model(name, 0, store, params, training, dependencies)
+        return fitting.checkpoint_bytes(model, result, training)
+
+    return ray.get(fit.remote(data_ref, dependency_payloads))
+
+
+def load_best_configs(run_dir: Path) -> dict[str, dict[str, Any]]:
+    path = tune_dir(run_dir) / "best_configs.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}

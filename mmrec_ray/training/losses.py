@@ -1,0 +1,63 @@
+"""Losses (models return logits; the training loop knows nothing about either).
+
+Shapes: B PEs in a batch, J items. Every loss here is summed over the J items and averaged over the batch, so
+the per-PE value is the paper's eq. (6) and ``training.loop`` can weight batches by their size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def multilabel_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Eq. (6): binary cross-entropy summed over items, mean over the batch.
+
+    logits (B, J) raw scores o; targets (B, J) multi-hot (float) of the purchased items. Returns a scalar.
+    Computed from logits (log-sum-exp form) for numerical stability instead of on sigmoid outputs.
+    """
+    if logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    per_item = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    return per_item.sum(dim=-1).mean()
+
+
+def soft_label_bce(
+    logits: torch.Tensor, teacher_probabilities: torch.Tensor, row_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Distillation loss (section 5.2): BCE of the student's logits against a teacher's sigmoid probabilities
+    (soft labels in [0, 1]), summed over items, mean over the batch.
+
+    logits (B, J); teacher_probabilities (B, J) in [0, 1] — the teacher's ``predict`` output, which must not
+    carry gradients; row_mask (B,) bool, optional: rows to include (e.g. PEs the teacher serves). The mean is
+    over the included rows but normalised by B, so that ``α·soft_label_bce`` keeps the same per-PE scale as
+    ``multilabel_bce`` when a few rows are masked; an all-False mask gives 0.
+    """
+    if logits.shape != teacher_probabilities.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and teacher probabilities {tuple(teacher_probabilities.shape)} differ"
+        )
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    soft = teacher_probabilities.detach().to(logits.dtype)
+    if row_mask is not None:
+        # NaN rows (teacher does not serve the PE) would poison the sum even when multiplied by 0.
+        soft = torch.where(row_mask[:, None], soft, torch.zeros_like(soft))
+    per_row = F.binary_cross_entropy_with_logits(logits, soft, reduction="none").sum(dim=-1)
+    if row_mask is not None:
+        per_row = per_row * row_mask.to(per_row.dtype)
+    return per_row.sum() / logits.shape[0]
+
+
+def mse_per_row(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error summed over features, mean over the batch: (B, F), (B, F) -> scalar.
+
+    For regression stages such as Generative Imputation's sessions -> conversation-vector generator.
+    """
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
+    if prediction.shape[0] == 0:
+        return prediction.sum() * 0.0
+    return ((prediction - target) ** 2).sum(dim=-1).mean()

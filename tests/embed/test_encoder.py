@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from mmrec_ray.embed.encoder import PACKAGED_ENCODER, SentenceEncoder, mean_pool, resolve_encoder
+from mmrec_ray.embed.random_bert import write_random_bert
+from mmrec_ray.errors import ConfigError
+
+SENTENCES = [
+    "I want to report a claim for my car after an accident",
+    "yes",
+    "my car was damaged in a crash and I need to file a claim",
+    "could you tell me the price of travel insurance for a family trip to spain next summer please",
+    "thank you",
+    "the dog ate the cake",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    words = " ".join(SENTENCES).split()
+    return write_random_bert(tmp_path_factory.mktemp("tiny_bert"), words=words, seed=3)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return SentenceEncoder(PACKAGED_ENCODER, device="cpu", batch_size=4)
+
+
+def test_packaged_minilm_loads_offline_and_is_semantic(minilm, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_encoder(PACKAGED_ENCODER).endswith("model")
+    offline = SentenceEncoder(PACKAGED_ENCODER, device="cpu")
+    embeddings = offline.encode(SENTENCES)
+    assert offline.dim == 384
+    assert embeddings.shape == (len(SENTENCES), 384)
+    assert embeddings.dtype == np.float32
+    assert np.isfinite(embeddings).all()
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    # two car-claim sentences are closer to each other than either is to the cake sentence
+    assert cosine[0, 2] > cosine[0, 5] + 0.2
+    assert cosine[0, 2] > cosine[2, 5] + 0.2
+
+
+def test_length_sorted_batches_equal_one_at_a_time(minilm):
+    batched = minilm.encode(SENTENCES)
+    single = np.stack([minilm.encode([s])[0] for s in SENTENCES])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_padding_does_not_change_embedding(tiny_bert):
+    encoder = SentenceEncoder(str(tiny_bert), batch_size=16)
+    short, long = SENTENCES[1], SENTENCES[3]
+    ids = encoder.tokenize([short, long])
+    assert len(ids[0]) < len(ids[1])
+    alone = encoder.encode_token_ids([ids[0]])
+    with_long = encoder.encode_token_ids(ids)  # short one padded to the long one's length
+    np.testing.assert_allclose(with_long[0], alone[0], atol=1e-5)
+
+
+def test_order_restored_and_batch_size_irrelevant(tiny_bert):
+    big = SentenceEncoder(str(tiny_bert), batch_size=64).encode(SENTENCES)
+    small = SentenceEncoder(str(tiny_bert), batch_size=2).encode(SENTENCES)
+    np.testing.assert_allclose(big, small, atol=1e-5)
+    reversed_ = SentenceEncoder(str(tiny_bert), batch_size=2).encode(SENTENCES[::-1])
+    np.testing.assert_allclose(reversed_[::-1], big, atol=1e-5)
+    # different sentences give different vectors (not an all-equal output)
+    assert not np.allclose(big[0], big[1])
+
+
+def test_tiny_bert_loads_by_path(tiny_bert):
+    encoder = SentenceEncoder(str(tiny_bert))
+    assert encoder.dim == 32
+    assert encoder.encode(SENTENCES[:2]).shape == (2, 32)
+    assert encoder.encode([]).shape == (0, 32)
+
+
+def test_truncation_to_max_length(tiny_bert):
+    encoder = SentenceEncoder(str(tiny_bert), max_length=8)
+    assert max(len(ids) for ids in encoder.tokenize(SENTENCES)) == 8
+    assert encoder.encode(SENTENCES).shape == (len(SENTENCES), 32)
+
+
+def test_mean_pool_ignores_masked_positions():
+    import torch
+
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    np.testing.assert_allclose(mean_pool(hidden, mask).numpy(), [[2.0, 3.0]])
+
+
+def test_bad_encoder_names(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="config.json"):
+        resolve_encoder(str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="dtype"):
+        SentenceEncoder(PACKAGED_ENCODER, dtype="int8")

@@ -1,0 +1,311 @@
+"""Specific tests of the multi-stage models: Knowledge Distillation (α/β, teacher fallback), Generative
+Imputation (generators, empty generated sequences), Relative Representation (anchor selection, frozen encoders
+reused across anchor counts). The registry-parametrized contract tests in test_models.py cover them too."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mmrec_ray.data.features import FeatureStore
+from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION
+from mmrec_ray.models import registry
+from mmrec_ray.models.generative_imputation import (
+    GENERATORS,
+    MAX_GENERATED_SESSIONS,
+    ConversationToSessions,
+    ImputedFeatures,
+)
+from mmrec_ray.models.knowledge_distillation import distillation_weights
+from mmrec_ray.models.relative_representation import ENCODERS, anchor_candidates, select_anchors
+from mmrec_ray.training.runner import fit_models, fit_one
+from tests.models.conftest import make_prepared, small_params, with_extra_padding
+
+
+def params_for(**changes):
+    return {
+        n: dataclasses.replace(small_params(n), **changes) for n in registry.names(include_components=True)
+    }
+
+
+@pytest.fixture(scope="module")
+def anchor_data():
+    return make_prepared(num_pes=1500, seed=3)
+
+
+# --------------------------------------------------------------------------------- knowledge distillation
+def test_alpha_beta_are_the_training_shares_of_each_modality(tiny_data, fast_training):
+    train = ~tiny_data.is_test
+    subset = tiny_data.subset[train]
+    expected_alpha = np.isin(subset, [1, 3]).sum() / train.sum()  # conversations only or both
+    expected_beta = np.isin(subset, [2, 3]).sum() / train.sum()  # sessions only or both
+    assert distillation_weights(tiny_data) == pytest.approx((expected_alpha, expected_beta))
+    assert 0 < expected_alpha < 1 and 0 < expected_beta < 1 and expected_alpha != expected_beta
+
+    fitted = fit_models(tiny_data, ["knowledge_distillation"], [0], params_for(), fast_training, device="cpu")
+    _, result = fitted[("knowledge_distillation", 0)]
+    assert result.extra["alpha"] == pytest.approx(expected_alpha)
+    assert result.extra["beta"] == pytest.approx(expected_beta)
+
+
+def test_kd_routes_single_modality_pes_to_the_teachers_exactly(tiny_data, fast_training):
+    fitted = fit_models(tiny_data, ["knowledge_distillation"], [0], params_for(), fast_training, device="cpu")
+    model = fitted[("knowledge_distillation", 0)][0]
+    conversation_teacher = fitted[("conversation", 0)][0]
+    session_teacher = fitted[("session", 0)][0]
+    assert model.teachers["conversation"] is conversation_teacher  # reused, not retrained
+    assert model.teachers["session"] is session_teacher
+
+    store = FeatureStore(tiny_data, "cpu")
+    conversation_only = np.flatnonzero(tiny_data.subset == 1)
+    session_only = np.flatnonzero(tiny_data.subset == 2)
+    both = np.flatnonzero(tiny_data.subset == 3)
+    everything = np.arange(tiny_data.num_pes)
+    scores = model.predict(store, everything)
+    np.testing.assert_array_equal(
+        scores[conversation_only], conversation_teacher.predict(store, conversation_only)
+    )
+    np.testing.assert_array_equal(scores[session_only], session_teacher.predict(store, session_only))
+    # PEs with both modalities get the student, which is neither teacher.
+    assert np.isfinite(scores[both]).all()
+    assert not np.allclose(scores[both], conversation_teacher.predict(store, both))
+    assert not np.allclose(scores[both], session_teacher.predict(store, both))
+    # Routing does not depend on which other PEs are in the request.
+    np.testing.assert_array_equal(model.predict(store, conversation_only[:3]), scores[conversation_only[:3]])
+
+
+def test_kd_distillation_terms_change_the_student(tiny_data, fast_training, monkeypatch):
+    """With α = β = 0 the student is trained on the labels alone; the teachers' soft labels must matter."""
+    import mmrec_ray.models.knowledge_distillation as kd
+
+    store = FeatureStore(tiny_data, "cpu")
+    params = params_for()
+    fitted = fit_models(tiny_data, ["knowledge_distillation"], [0], params, fast_training, store=store)
+    teachers = {name: fitted[(name, 0)][0] for name in ("conversation", "session")}
+    with_teachers = fitted[("knowledge_distillation", 0)][0]
+    monkeypatch.setattr(kd, "distillation_weights", lambda data: (0.0, 0.0))
+    without, _ = fit_one(
+        "knowledge_distillation", 0, store, params["knowledge_distillation"], fast_training, teachers
+    )
+    both = np.flatnonzero(tiny_data.subset == 3)
+    assert not np.allclose(with_teachers.predict(store, both), without.predict(store, both))
+
+
+# --------------------------------------------------------------------------------- relative representation
+@pytest.mark.parametrize("count", [1, 7, 24, 124, 125, 126])
+def test_anchor_count_is_exact_and_anchors_have_one_conversation_and_one_session(anchor_data, count):
+    pool = anchor_data.train_indices("all")
+    anchors = select_anchors(anchor_data, pool, count, seed=0)
+    assert len(anchors.pes) == count == anchors.requested
+    assert len(np.unique(anchors.pes)) == count, "an anchor PE is drawn once"
+    assert np.isin(anchors.pes, pool).all()
+    kinds = anchor_data.event_kind[anchors.pes]
+    assert ((kinds == EVENT_CONVERSATION).sum(axis=1) == 1).all()
+    assert ((kinds == EVENT_SESSION).sum(axis=1) == 1).all()
+    assert (kinds != 0).sum(axis=1).max() == 2
+    # Each anchor was drawn for a class (item) that it bought.
+    assert anchor_data.targets[anchors.pes, anchors.classes].all()
+
+
+def test_anchor_quota_is_equal_per_class(anchor_data):
+    pool = anchor_data.train_indices("all")
+    candidates = anchor_candidates(anchor_data, pool)
+    per_class_candidates = anchor_data.targets[candidates].sum(axis=0)
+    num_classes = anchor_data.num_items
+    assert per_class_candidates.min() >= 30  # every class can fill its quota here
+    for count in (125, 23):
+        anchors = select_anchors(anchor_data, pool, count, seed=1)
+        per_class = np.bincount(anchors.classes, minlength=num_classes)
+        assert per_class.sum() == count
+        assert set(per_class.tolist()) <= {count // num_classes, count // num_classes + 1}
+        assert (per_class == count // num_classes + 1).sum() == count % num_classes
+
+
+def test_anchor_shortfall_of_a_rare_class_is_filled_from_the_others(anchor_data):
+    pool = anchor_data.train_indices("all")
+    candidates = anchor_candidates(anchor_data, pool)
+    # Make item 0 rare among the candidates: only 3 of them bought it.
+    targets = anchor_data.targets.copy()
+    buyers = candidates[targets[candidates, 0] == 1]
+    targets[buyers[3:], 0] = 0
+    targets[buyers[3:], 1] = 1
+    data = dataclasses.replace(anchor_data, targets=targets)
+    anchors = select_anchors(data, pool, 125, seed=0)
+    per_class = np.bincount(anchors.classes, minlength=data.num_items)
+    assert len(anchors.pes) == 125
+    assert per_class[0] == 3, "the rare class takes all its candidates"
+    assert per_class[1:].sum() == 122 and per_class[1:].min() >= 125 // data.num_items
+
+
+def test_anchors_are_deterministic_per_seed_and_differ_across_seeds(anchor_data):
+    pool = anchor_data.train_indices("all")
+    first = select_anchors(anchor_data, pool, 50, seed=4)
+    again = select_anchors(anchor_data, pool, 50, seed=4)
+    other = select_anchors(anchor_data, pool, 50, seed=5)
+    np.testing.assert_array_equal(first.pes, again.pes)
+    np.testing.assert_array_equal(first.classes, again.classes)
+    assert set(first.pes.tolist()) != set(other.pes.tolist())
+
+
+def test_too_few_candidates_uses_all_of_them_with_a_warning(tiny_data):
+    pool = tiny_data.train_indices("all")
+    candidates = anchor_candidates(tiny_data, pool)
+    with pytest.warns(UserWarning, match="only"):
+        anchors = select_anchors(tiny_data, pool, len(candidates) + 5, seed=0)
+    assert sorted(anchors.pes.tolist()) == sorted(candidates.tolist())
+
+
+def test_relative_representation_reuses_frozen_encoders_across_anchor_counts(tiny_data, fast_training):
+    store = FeatureStore(tiny_data, "cpu")
+    params = params_for()
+    encoders, result = fit_one(ENCODERS, 0, store, params[ENCODERS], fast_training)
+    assert set(result.history) == {"conversation_encoder", "session_encoder"}
+    before = {k: v.clone() for k, v in encoders.state_dict()["conversation"].items()}
+    for count in (4, 9):
+        model_params = dataclasses.replace(params["relative_representation"], num_anchors=count)
+        model, fit_result = fit_one(
+            "relative_representation", 0, store, model_params, fast_training, {ENCODERS: encoders}
+        )
+        assert model.encoders is encoders
+        assert fit_result.extra["num_anchors_used"] == count
+        assert model.network.encoder.input_size == count + 1  # |X| similarities + is_conversation
+        conversation_table, session_table = model.relative_tables(store)
+        assert conversation_table.shape == (store.conversation_table.shape[0], count)
+        assert session_table.shape == (store.session_table.shape[0], count)
+        # Eqs. (11)-(12): cosine similarities, and an anchor's own event is similar 1 to itself.
+        assert conversation_table.abs().max() <= 1 + 1e-5
+        own_rows = tiny_data.event_row[model.anchors.pes][
+            tiny_data.event_kind[model.anchors.pes] == EVENT_SESSION
+        ]
+        np.testing.assert_allclose(
+            session_table[torch.as_tensor(own_rows), torch.arange(count)].numpy(), 1.0, atol=1e-5
+        )
+    after = encoders.state_dict()["conversation"]
+    assert all(torch.equal(before[k], after[k]) for k in before), "stage 3 must not train the encoders"
+
+
+def test_encoders_train_on_single_events(tiny_data, fast_training):
+    store = FeatureStore(tiny_data, "cpu")
+    _, result = fit_one(ENCODERS, 0, store, small_params(ENCODERS), fast_training)
+    train_conversation_events = (tiny_data.event_kind[tiny_data.train_indices("conversation")] == 1).sum()
+    train_session_events = (tiny_data.event_kind[tiny_data.train_indices("session")] == 2).sum()
+    assert result.extra["conversation_encoder_examples"] == train_conversation_events
+    assert result.extra["session_encoder_examples"] == train_session_events
+
+
+# --------------------------------------------------------------------------------- generative imputation
+def test_generators_impute_only_the_missing_modality(tiny_data, fast_training):
+    store = FeatureStore(tiny_data, "cpu")
+    generators, result = fit_one(GENERATORS, 0, store, small_params(GENERATORS), fast_training)
+    assert set(result.history) == {"conversation_generator", "session_generator"}
+    imputed = ImputedFeatures(store, generators)
+    batch = store.batch(np.arange(tiny_data.num_pes))
+    conversation = imputed.conversation(batch)
+    sessions, lengths = imputed.sessions(batch)
+    has_conversation = torch.as_tensor(tiny_data.has_conversation)
+    has_session = torch.as_tensor(tiny_data.has_session)
+    torch.testing.assert_close(conversation[has_conversation], batch.pe_conversation[has_conversation])
+    assert conversation[~has_conversation].abs().sum(dim=1).gt(0).all()
+    torch.testing.assert_close(lengths[has_session], batch.session_lengths[has_session])
+    steps = batch.session_sequence.shape[1]
+    torch.testing.assert_close(sessions[has_session][:, :steps], batch.session_sequence[has_session])
+    generated_lengths = lengths[~has_session]
+    assert ((generated_lengths >= 1) & (generated_lengths <= MAX_GENERATED_SESSIONS)).all()
+    generated = sessions[~has_session]
+    assert set(torch.unique(generated).tolist()) <= {0.0, 1.0} or imputed.num_empty_generated > 0
+
+
+def test_generative_imputation_survives_all_empty_generated_sequences(tiny_data, fast_training):
+    store = FeatureStore(tiny_data, "cpu")
+    params = params_for()
+    generators, _ = fit_one(GENERATORS, 0, store, params[GENERATORS], fast_training)
+    generators.session_threshold = 1.01  # no probability reaches it: every generated session is empty
+    model, result = fit_one(
+        "generative_imputation",
+        0,
+        store,
+        params["generative_imputation"],
+        fast_training,
+        {GENERATORS: generators},
+    )
+    conversation_only = np.flatnonzero(~tiny_data.has_session)
+    assert result.extra["empty_generated_sequences"] == len(conversation_only) > 0
+    # The fallback: one step holding the mean training session.
+    batch = store.batch(conversation_only)
+    sessions, lengths = model.imputed(store).sessions(batch)
+    assert (lengths == 1).all()
+    mean_session = generators.session_generator.mean_session
+    assert mean_session.sum() > 0
+    torch.testing.assert_close(sessions[:, 0], mean_session.expand(len(conversation_only), -1))
+    assert sessions[:, 1:].abs().sum() == 0
+    scores = model.predict(store, np.arange(tiny_data.num_pes))
+    assert scores.shape == (tiny_data.num_pes, tiny_data.num_items) and np.isfinite(scores).all()
+
+
+def test_session_generator_drops_empty_steps_and_keeps_the_predicted_length():
+    torch.manual_seed(0)
+    generator = ConversationToSessions(
+        embedding_dim=4, vocab_size=5, units=6, dropout=0.0, max_sessions=4
+    ).eval()
+    conversation = torch.randn(8, 4)
+    with torch.no_grad():
+        generator.tags.bias.fill_(50.0)  # every tag probability ~1: no step is empty
+        generator.length.bias.copy_(torch.tensor([0.0, 0.0, 100.0, 0.0]))  # predicted length 3
+    sessions, lengths, empty = generator.generate(conversation, threshold=0.5)
+    assert sessions.shape == (8, 4, 5)
+    assert (lengths == 3).all() and not empty.any()
+    assert (sessions[:, :3] == 1).all() and (sessions[:, 3] == 0).all()
+    sessions, lengths, empty = generator.generate(conversation, threshold=1.01)
+    assert empty.all() and (lengths == 1).all()
+
+
+def test_generation_is_padding_invariant(tiny_data, fast_training):
+    store = FeatureStore(tiny_data, "cpu")
+    padded = FeatureStore(with_extra_padding(tiny_data, 3), "cpu")
+    generators, _ = fit_one(GENERATORS, 0, store, small_params(GENERATORS), fast_training)
+    plain, wide = ImputedFeatures(store, generators), ImputedFeatures(padded, generators)
+    torch.testing.assert_close(plain.generated_conversation, wide.generated_conversation)
+    torch.testing.assert_close(plain.generated_sessions, wide.generated_sessions)
+    torch.testing.assert_close(plain.generated_lengths, wide.generated_lengths)
+
+
+# --------------------------------------------------------------------------------- all three
+MULTISTAGE = ["knowledge_distillation", "generative_imputation", "relative_representation"]
+
+
+@pytest.mark.parametrize("name", MULTISTAGE)
+def test_padding_invariance_and_reproducibility(name, tiny_data, fast_training):
+    params = params_for()
+    fitted = fit_models(tiny_data, [name], [0], params, fast_training, device="cpu")
+    again = fit_models(tiny_data, [name], [0], params, fast_training, device="cpu")
+    everything = np.arange(tiny_data.num_pes)
+    store = FeatureStore(tiny_data, "cpu")
+    padded = FeatureStore(with_extra_padding(tiny_data, 4), "cpu")
+    model = fitted[(name, 0)][0]
+    scores = model.predict(store, everything)
+    assert np.isfinite(scores).all() and scores.dtype == np.float32
+    assert ((scores >= 0) & (scores <= 1)).all()
+    np.testing.assert_allclose(model.predict(padded, everything), scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(again[(name, 0)][0].predict(store, everything), scores)
+    # Every stage (dependencies included) is bit-for-bit the same for the same seed.
+    for key, (component, _) in fitted.items():
+        first, second = component.state_dict(), again[key][0].state_dict()
+        flat_first, flat_second = _flatten(first), _flatten(second)
+        assert flat_first.keys() == flat_second.keys()
+        for path in flat_first:
+            assert torch.equal(flat_first[path], flat_second[path]), f"{key} {path}"
+
+
+def _flatten(state, prefix=""):
+    out = {}
+    if isinstance(state, dict):
+        for key, value in state.items():
+            out.update(_flatten(value, f"{prefix}/{key}"))
+    elif torch.is_tensor(state):
+        out[prefix] = state
+    elif isinstance(state, np.ndarray):
+        out[prefix] = torch.as_tensor(state.copy())
+    return out
