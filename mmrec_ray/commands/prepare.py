@@ -25,13 +25,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Hugging Face encoder (name or folder) used only when embeddings must be computed from text "
         "(default: the packaged MiniLM)",
     )
-    parser.add_argument("--batch-size", type=int, default=PrepareOptions.encoder_batch_size, help="encoder batch size")
-    parser.add_argument("--max-length", type=int, default=PrepareOptions.encoder_max_length, help="encoder max tokens")
+    parser.add_argument(
+        "--batch-size", type=int, default=PrepareOptions.encoder_batch_size, help="encoder batch size"
+    )
+    parser.add_argument(
+        "--max-length", type=int, default=PrepareOptions.encoder_max_length, help="encoder max tokens"
+    )
     parser.add_argument("--device", default="cpu", help="encoder device (cpu, cuda, auto)")
     parser.add_argument(
-        "--chunk-mb", type=float, default=DEFAULT_CHUNK_BYTES / (1 << 20), help="embedding CSV streaming block (MB)"
+        "--chunk-mb",
+        type=float,
+        default=DEFAULT_CHUNK_BYTES / (1 << 20),
+        help="embedding CSV streaming block (MB)",
     )
-    parser.add_argument("--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold")
+    parser.add_argument(
+        "--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

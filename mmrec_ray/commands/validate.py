@@ -19,12 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder in the released format (SPEC 2.1)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--chunk-mb", type=float, default=DEFAULT_CHUNK_BYTES / (1 << 20), help="embedding CSV streaming block (MB)"
+        "--chunk-mb",
+        type=float,
+        default=DEFAULT_CHUNK_BYTES / (1 << 20),
+        help="embedding CSV streaming block (MB)",
     )
-    parser.add_argument("--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold")
+    parser.add_argument(
+        "--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    report = validate_dataset(args.data, chunk_bytes=int(args.chunk_mb * (1 << 20)), threshold=args.vocab_threshold)
+    report = validate_dataset(
+        args.data, chunk_bytes=int(args.chunk_mb * (1 << 20)), threshold=args.vocab_threshold
+    )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

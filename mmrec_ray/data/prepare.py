@@ -59,7 +59,13 @@ from mmrec_ray.data.tensors import (
     subset_labels,
     test_mask,
 )
-from mmrec_ray.data.vocab import VOCAB_THRESHOLD, FrequencyFilter, fit_frequency_filter, multi_hot, shared_vocabulary
+from mmrec_ray.data.vocab import (
+    VOCAB_THRESHOLD,
+    FrequencyFilter,
+    fit_frequency_filter,
+    multi_hot,
+    shared_vocabulary,
+)
 from mmrec_ray.errors import ConfigError, DataError
 from mmrec_ray.io import atomic_write, atomic_write_json
 
@@ -97,7 +103,9 @@ class Layout:
     is_test: np.ndarray  # (N,)
     conversation_event_pe: np.ndarray  # (Ec,) PE index of each conversation event
     conversation_event_row: np.ndarray  # (Ec,) conversation row of each conversation event
-    first_user_row: dict = field(default_factory=dict)  # conversation id -> first users.csv row referencing it
+    first_user_row: dict = field(
+        default_factory=dict
+    )  # conversation id -> first users.csv row referencing it
 
 
 def build_layout(ds: ReleasedDataset) -> Layout:
@@ -202,7 +210,9 @@ def _owner_rows(table_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
     return row, table_ids[row] == ids
 
 
-def pooled_multi_hots(ds: ReleasedDataset, layout: Layout, vocabulary: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+def pooled_multi_hots(
+    ds: ReleasedDataset, layout: Layout, vocabulary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(session_tags (S, V), conversation_keywords (C, V), counts of ignored occurrences): OR over the
     actions of each referenced session and over the sentences of each referenced conversation."""
     sessions = ds.sessions
@@ -258,7 +268,14 @@ class EmbeddingAccumulator:
         self._chunks: list[tuple[Path, int, int]] = []  # (file, first spreadsheet row, rows)
         self.sentences = 0
 
-    def add(self, path: Path, first_row: int, conversation_id: np.ndarray, sentence_number: np.ndarray, embedding: np.ndarray) -> None:
+    def add(
+        self,
+        path: Path,
+        first_row: int,
+        conversation_id: np.ndarray,
+        sentence_number: np.ndarray,
+        embedding: np.ndarray,
+    ) -> None:
         if embedding.shape[1] != self.dim:
             raise DataError(path, f"{embedding.shape[1]} embedding columns, expected {self.dim}", row=1)
         self._keys.append((conversation_id, sentence_number.astype(np.int64)))
@@ -354,7 +371,13 @@ def convert_embedding_csvs(
             writer = None
             try:
                 for chunk in iter_embedding_chunks([part], chunk_bytes, ds.embedding_dim):
-                    acc.add(chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, chunk.embedding)
+                    acc.add(
+                        chunk.path,
+                        chunk.first_row,
+                        chunk.conversation_id,
+                        chunk.sentence_number,
+                        chunk.embedding,
+                    )
                     table = _embedding_table(
                         chunk.conversation_id, chunk.sentence_number, chunk.sentence_speaker, chunk.embedding
                     )
@@ -407,7 +430,9 @@ def encode_text(
         target = out_dir / f"part-{number:05d}.parquet"
         if target.exists():
             table = pq.read_table(target)
-            embedding = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(len(block), -1)
+            embedding = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(
+                len(block), -1
+            )
         else:
             if encoder is None:
                 encoder = SentenceEncoder(
@@ -418,7 +443,10 @@ def encode_text(
                 )
             embedding = encoder.encode(list(text.text[block]))
             table = _embedding_table(
-                text.conversation_id[block], text.sentence_number[block], text.sentence_speaker[block], embedding
+                text.conversation_id[block],
+                text.sentence_number[block],
+                text.sentence_speaker[block],
+                embedding,
             )
             atomic_write(target, lambda tmp, table=table: pq.write_table(table, tmp))
             encoded += len(block)
@@ -431,7 +459,9 @@ def encode_text(
     if acc is None:  # no referenced conversation at all: width from the encoder
         if encoder is None:
             encoder = SentenceEncoder(
-                name_or_path=options.encoder, device=options.encoder_device, max_length=options.encoder_max_length
+                name_or_path=options.encoder,
+                device=options.encoder_device,
+                max_length=options.encoder_max_length,
             )
         acc = EmbeddingAccumulator(layout.conversation_id, encoder.dim)
     progress.unlink()
@@ -440,7 +470,15 @@ def encode_text(
 
 # --------------------------------------------------------------------------------------------------- fingerprint
 def _input_files(root: Path) -> list[Path]:
-    names = [USERS_FILE, PURCHASES_FILE, POST_FILTER_FILE, SESSIONS_FILE, KEYWORDS_FILE, TEXT_FILE, KEYWORD_MAPPING_FILE]
+    names = [
+        USERS_FILE,
+        PURCHASES_FILE,
+        POST_FILTER_FILE,
+        SESSIONS_FILE,
+        KEYWORDS_FILE,
+        TEXT_FILE,
+        KEYWORD_MAPPING_FILE,
+    ]
     files = [root / n for n in names if (root / n).is_file()]
     return files + find_embedding_parts(root)
 
@@ -470,9 +508,16 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
 
 
 def write_canonical_small(ds: ReleasedDataset, parquet_dir: Path) -> None:
-    _write_parquet(parquet_dir / "users.parquet", pa.Table.from_pandas(ds.users.frame(), preserve_index=False))
-    _write_parquet(parquet_dir / "purchases.parquet", pa.Table.from_pandas(ds.purchases.frame(), preserve_index=False))
-    _write_parquet(parquet_dir / "post_filter.parquet", pa.Table.from_pandas(ds.post_filter.frame(), preserve_index=False))
+    _write_parquet(
+        parquet_dir / "users.parquet", pa.Table.from_pandas(ds.users.frame(), preserve_index=False)
+    )
+    _write_parquet(
+        parquet_dir / "purchases.parquet", pa.Table.from_pandas(ds.purchases.frame(), preserve_index=False)
+    )
+    _write_parquet(
+        parquet_dir / "post_filter.parquet",
+        pa.Table.from_pandas(ds.post_filter.frame(), preserve_index=False),
+    )
     _write_parquet(parquet_dir / "sessions.parquet", ds.sessions.table())
     _write_parquet(parquet_dir / "conversation_keywords.parquet", ds.keywords.table())
     if ds.text is not None:
@@ -593,7 +638,9 @@ def prepare(
     )
     data.save(out / "tensors")
     meta["seconds"] = round(time.perf_counter() - started, 3)
-    atomic_write_json(out / MARKER, {"identity": identity, "source": str(data_dir), "options": asdict(options)})
+    atomic_write_json(
+        out / MARKER, {"identity": identity, "source": str(data_dir), "options": asdict(options)}
+    )
     log(
         f"prepare: wrote {out} — {meta['num_pes']:,} PEs ({meta['num_train']:,} train / {meta['num_test']:,} test), "
         f"{meta['num_items']} items, vocabulary {len(vocab.ids)}, D={acc.dim}, {meta['seconds']:.1f}s"
@@ -616,5 +663,7 @@ def _check_conversations_embedded(ds: ReleasedDataset, layout: Layout, acc: Embe
 
 def iter_prepared_embeddings(run_dir: str | Path) -> Iterator[pa.Table]:
     """Yield the canonical embedding parts one at a time (for stages that re-read sentence embeddings)."""
-    for part in sorted((prepared_dir(run_dir) / "parquet" / "conversation_embeddings").glob("part-*.parquet")):
+    for part in sorted(
+        (prepared_dir(run_dir) / "parquet" / "conversation_embeddings").glob("part-*.parquet")
+    ):
         yield pq.read_table(part)

@@ -47,7 +47,9 @@ EMBEDDING_KEY_COLUMNS = ("conversation_id", "sentence_number", "sentence_speaker
 KEYWORD_MAPPING_COLUMNS = ("word", "keyword_id")
 
 FIRST_DATA_ROW = 2  # spreadsheet numbering: the header is row 1
-DEFAULT_CHUNK_BYTES = 16 << 20  # embedding CSV block size: ~16 MB of text per streamed chunk
+DEFAULT_CHUNK_BYTES = (
+    4 << 20
+)  # embedding CSV block: ~4 MB of text per chunk; pyarrow holds ~40x this while parsing wide rows
 _EMBEDDING_COLUMN = re.compile(r"^embedding_(\d+)$")
 _PART_NUMBER = re.compile(r"(\d+)\.csv$")
 
@@ -207,7 +209,7 @@ def _locate_parse_problem(path: Path, n_columns: int) -> DataError:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         next(reader, None)
-        for index, record in enumerate(reader):
+        for record in reader:
             if not record:
                 continue
             if len(record) != n_columns:
@@ -217,7 +219,9 @@ def _locate_parse_problem(path: Path, n_columns: int) -> DataError:
     return DataError(path, "the file is not valid CSV")
 
 
-def read_string_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, pa.Array]:
+def read_string_columns(
+    path: Path, required: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, pa.Array]:
     """Read the named columns of a small CSV as strings (no type guessing) after checking the header."""
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -252,7 +256,9 @@ def parse_numbers(
     stripped = pc.utf8_trim_whitespace(values)
     empty = pc.equal(stripped, "").to_numpy(zero_copy_only=False)
     if empty.any() and not allow_empty:
-        raise DataError(path, "empty cell: a number is required", row=_row(np.argmax(empty), first_row), column=column)
+        raise DataError(
+            path, "empty cell: a number is required", row=_row(np.argmax(empty), first_row), column=column
+        )
     as_null = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
     try:
         numbers = pc.cast(as_null, pa.float64()).to_numpy(zero_copy_only=False)
@@ -267,12 +273,22 @@ def parse_numbers(
     bad = ~np.isfinite(numbers) & ~empty
     if bad.any():
         index = int(np.argmax(bad))
-        raise DataError(path, f"'{values[index].as_py()}' is not a finite number", row=_row(index, first_row), column=column)
+        raise DataError(
+            path,
+            f"'{values[index].as_py()}' is not a finite number",
+            row=_row(index, first_row),
+            column=column,
+        )
     if integral:
         bad = (numbers != np.round(numbers)) & ~empty
         if bad.any():
             index = int(np.argmax(bad))
-            raise DataError(path, f"'{values[index].as_py()}' is not an integer id", row=_row(index, first_row), column=column)
+            raise DataError(
+                path,
+                f"'{values[index].as_py()}' is not an integer id",
+                row=_row(index, first_row),
+                column=column,
+            )
         if not allow_empty:
             return numbers.astype(np.int64)
     return numbers
@@ -306,7 +322,9 @@ def parse_id_lists(values: pa.Array, path: Path, column: str, first_row: int = F
     return IdLists(offsets, numbers.astype(np.int64))
 
 
-def check_unique(path: Path, names: Sequence[str], keys: Sequence[np.ndarray], first_row: int = FIRST_DATA_ROW) -> None:
+def check_unique(
+    path: Path, names: Sequence[str], keys: Sequence[np.ndarray], first_row: int = FIRST_DATA_ROW
+) -> None:
     """Raise on the first row (in file order) whose key tuple was already seen."""
     if len(keys[0]) < 2:
         return
@@ -426,7 +444,9 @@ def read_sentences(path: Path, kind: str) -> Sentences:
         if empty.any():
             raise DataError(path, "empty sentence text", row=_row(np.argmax(empty)), column="text")
         sentences.text = np.asarray(cols["text"].to_pylist(), dtype=object)
-    check_unique(path, ("conversation_id", "sentence_number"), (sentences.conversation_id, sentences.sentence_number))
+    check_unique(
+        path, ("conversation_id", "sentence_number"), (sentences.conversation_id, sentences.sentence_number)
+    )
     return sentences
 
 
@@ -464,10 +484,17 @@ def embedding_columns(path: Path) -> tuple[list[str], list[str]]:
     _require_columns(path, header, EMBEDDING_KEY_COLUMNS)
     numbers = sorted(int(m.group(1)) for m in (_EMBEDDING_COLUMN.match(c) for c in header) if m)
     if not numbers:
-        raise DataError(path, "no embedding columns (expected embedding_1 ... embedding_D)", row=1, column="embedding_1")
+        raise DataError(
+            path, "no embedding columns (expected embedding_1 ... embedding_D)", row=1, column="embedding_1"
+        )
     for expected, found in enumerate(numbers, start=1):
         if expected != found:
-            raise DataError(path, f"missing column (found embedding_1..embedding_{numbers[-1]} with a gap)", row=1, column=f"embedding_{expected}")
+            raise DataError(
+                path,
+                f"missing column (found embedding_1..embedding_{numbers[-1]} with a gap)",
+                row=1,
+                column=f"embedding_{expected}",
+            )
     return header, [f"embedding_{k}" for k in numbers]
 
 
@@ -510,7 +537,9 @@ def _locate_bad_embedding_cell(path: Path, header: list[str], columns: Sequence[
             if not record:
                 continue
             if len(record) != len(header):
-                return DataError(path, f"expected {len(header)} fields, found {len(record)}", row=reader.line_num)
+                return DataError(
+                    path, f"expected {len(header)} fields, found {len(record)}", row=reader.line_num
+                )
             for position, name in wanted:
                 cell = record[position].strip()
                 try:
@@ -518,7 +547,9 @@ def _locate_bad_embedding_cell(path: Path, header: list[str], columns: Sequence[
                 except ValueError:
                     return DataError(path, f"'{cell}' is not a number", row=reader.line_num, column=name)
                 if not math.isfinite(value):
-                    return DataError(path, f"'{cell}' is not a finite number", row=reader.line_num, column=name)
+                    return DataError(
+                        path, f"'{cell}' is not a finite number", row=reader.line_num, column=name
+                    )
     return DataError(path, "the file is not valid CSV")
 
 
@@ -533,18 +564,28 @@ def iter_embedding_chunks(
     for path in parts:
         header, columns = embedding_columns(path)
         if dim is not None and len(columns) != dim:
-            raise DataError(path, f"{len(columns)} embedding columns, expected {dim} like the other parts", row=1)
-        column_types = {"conversation_id": pa.float64(), "sentence_number": pa.float64(), "sentence_speaker": pa.string()}
+            raise DataError(
+                path, f"{len(columns)} embedding columns, expected {dim} like the other parts", row=1
+            )
+        column_types = {
+            "conversation_id": pa.float64(),
+            "sentence_number": pa.float64(),
+            "sentence_speaker": pa.string(),
+        }
         column_types.update({c: pa.float32() for c in columns})
         try:
             reader = pacsv.open_csv(
                 path,
-                read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=max(int(chunk_bytes), 1024)),
+                read_options=pacsv.ReadOptions(
+                    column_names=header, skip_rows=1, block_size=max(int(chunk_bytes), 1024)
+                ),
                 convert_options=pacsv.ConvertOptions(
                     include_columns=[*EMBEDDING_KEY_COLUMNS, *columns],
                     column_types=column_types,
                     strings_can_be_null=False,
-                    null_values=[""],  # only an empty cell is missing; "nan" must parse as NaN and be reported
+                    null_values=[
+                        ""
+                    ],  # only an empty cell is missing; "nan" must parse as NaN and be reported
                 ),
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
@@ -570,7 +611,9 @@ def iter_embedding_chunks(
                 bad = ~np.isfinite(values) | (values != np.round(values))
                 if bad.any():
                     index = int(np.argmax(bad))
-                    raise DataError(path, f"'{values[index]}' is not an integer id", row=row + index, column=name)
+                    raise DataError(
+                        path, f"'{values[index]}' is not an integer id", row=row + index, column=name
+                    )
                 keys[name] = values.astype(np.int64)
             matrix = np.empty((n, len(columns)), dtype=np.float32)
             for k, name in enumerate(columns):
@@ -583,7 +626,10 @@ def iter_embedding_chunks(
             if not finite.all():
                 index, k = np.argwhere(~finite)[0]
                 raise DataError(
-                    path, f"embedding value {matrix[index, k]} is not finite", row=row + int(index), column=columns[k]
+                    path,
+                    f"embedding value {matrix[index, k]} is not finite",
+                    row=row + int(index),
+                    column=columns[k],
                 )
             yield EmbeddingChunk(
                 path=path,
@@ -617,7 +663,9 @@ def load_released(root: str | Path, *, need_embeddings_or_text: bool = True) -> 
     sessions = read_sessions(root / SESSIONS_FILE)
 
     text = read_sentences(root / TEXT_FILE, "text") if (root / TEXT_FILE).is_file() else None
-    mapping = read_keyword_mapping(root / KEYWORD_MAPPING_FILE) if (root / KEYWORD_MAPPING_FILE).is_file() else None
+    mapping = (
+        read_keyword_mapping(root / KEYWORD_MAPPING_FILE) if (root / KEYWORD_MAPPING_FILE).is_file() else None
+    )
     if (root / KEYWORDS_FILE).is_file():
         keywords = read_sentences(root / KEYWORDS_FILE, "keywords")
     elif text is not None and mapping is not None:
@@ -729,7 +777,9 @@ def keywords_from_text(text: Sentences, mapping: dict[str, int]) -> Sentences:
 
     lists = extract_keywords([str(t) for t in text.text], mapping)
     if len(lists) != len(text.text):
-        raise DataError(text.path, f"keyword extraction returned {len(lists)} lists for {len(text.text)} sentences")
+        raise DataError(
+            text.path, f"keyword extraction returned {len(lists)} lists for {len(text.text)} sentences"
+        )
     lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])

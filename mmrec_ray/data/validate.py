@@ -124,7 +124,9 @@ def validate_dataset(
     if ds.embedding_parts:
         acc = EmbeddingAccumulator(layout.conversation_id, ds.embedding_dim)
         for chunk in iter_embedding_chunks(ds.embedding_parts, chunk_bytes, ds.embedding_dim):
-            acc.add(chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, chunk.embedding)
+            acc.add(
+                chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, chunk.embedding
+            )
         acc.check_unique()
         _check_conversations_embedded(ds, layout, acc)
     vocab = fit_vocabulary(ds, layout, threshold)
@@ -141,8 +143,15 @@ def format_report(report: dict) -> str:
     lines += [f"  {k.replace('_', ' '):<{width}}  {v:>12,}" for k, v in c.items()]
     lines += ["", "PE types"]
     total = max(c["purchase_events"], 1)
-    lines += [f"  {k.replace('_', ' '):<{width}}  {v:>12,}  ({100 * v / total:5.1f} %)" for k, v in report["pe_types"].items()]
-    for title, key in (("Events per PE", "events_per_pe"), ("Items per PE", "items_per_pe"), ("Purchases per item", "purchases_per_item")):
+    lines += [
+        f"  {k.replace('_', ' '):<{width}}  {v:>12,}  ({100 * v / total:5.1f} %)"
+        for k, v in report["pe_types"].items()
+    ]
+    for title, key in (
+        ("Events per PE", "events_per_pe"),
+        ("Items per PE", "items_per_pe"),
+        ("Purchases per item", "purchases_per_item"),
+    ):
         lines += ["", title, "  " + "  ".join(f"{k}:{v:,}" for k, v in report[key].items())]
     lines += [
         "",

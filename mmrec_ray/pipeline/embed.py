@@ -13,7 +13,8 @@ Tokenizing in its own CPU stage overlaps it with the encoder (on a GPU the token
 device). Length sorting happens inside each actor batch (``actor_batch_size`` rows, default 16 encoder batches),
 which keeps padding small without an all-to-all sort of the whole dataset.
 
-Output Parquet parts (any number of files; pyarrow ignores the ``_embed_manifest.json`` marker):
+Output Parquet parts ``part-NNNNN.parquet`` (the names ``mmrec prepare`` reads; pyarrow ignores the
+``_embed_manifest.json`` marker), the same columns as ``prepare`` writes:
 ``conversation_id`` int64, ``sentence_number`` int64, ``sentence_speaker`` string,
 ``embedding`` fixed_size_list<float32>[D], ``num_tokens`` int32, and ``keywords`` list<int64> when a keyword
 mapping is given. Row order across files is not meaningful: join on (conversation_id, sentence_number).
@@ -282,7 +283,12 @@ def run_embed(
     staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         ds.write_parquet(str(staging))
-        parts = sorted(staging.glob("*.parquet"))
+        # Ray names parts by write id; `prepare` (and humans) expect part-NNNNN.parquet, numbered from 1.
+        for number, written in enumerate(sorted(staging.glob("*.parquet")), start=1):
+            os.replace(written, staging / f".renamed-part-{number:05d}.parquet")
+        for renamed in sorted(staging.glob(".renamed-part-*.parquet")):
+            os.replace(renamed, staging / renamed.name.removeprefix(".renamed-"))
+        parts = sorted(staging.glob("part-*.parquet"))
         metadata = [pq.read_metadata(p) for p in parts]
         sentences = sum(m.num_rows for m in metadata)
         tokens = 0

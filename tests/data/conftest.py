@@ -131,7 +131,9 @@ travel,53
 """
 
 
-def write_tiny_dataset(root: Path, embeddings: bool = True, text: bool = False, keywords: bool = True) -> Path:
+def write_tiny_dataset(
+    root: Path, embeddings: bool = True, text: bool = False, keywords: bool = True
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "data_users.csv").write_text(USERS)
     (root / "data_purchase_events.csv").write_text(PURCHASES)

@@ -44,7 +44,11 @@ def test_events_in_chronological_order(prepared):
     assert data.event_kind[3].tolist() == [2, 1, 2, 1]
     assert data.event_row[3].tolist() == [0, 0, 3, 1]
     assert data.n_events.tolist() == [1, 1, 2, 4, 1, 1, 1, 2, 2, 2]
-    assert data.event_kind.dtype == np.int8 and data.event_row.dtype == np.int32 and data.n_events.dtype == np.int16
+    assert (
+        data.event_kind.dtype == np.int8
+        and data.event_row.dtype == np.int32
+        and data.n_events.dtype == np.int16
+    )
 
 
 def test_vocabulary_threshold_and_shared_space(prepared):
@@ -61,7 +65,12 @@ def test_vocabulary_threshold_and_shared_space(prepared):
 def test_session_or_and_conversation_keywords(prepared):
     data, _, _ = prepared
     assert data.session_tags.dtype == np.uint8
-    assert data.session_tags.tolist() == [_onehot({1, 2, 3}), _onehot({2, 4, 5}), _onehot(set()), _onehot({1})]
+    assert data.session_tags.tolist() == [
+        _onehot({1, 2, 3}),
+        _onehot({2, 4, 5}),
+        _onehot(set()),
+        _onehot({1}),
+    ]
     assert data.conversation_keywords.tolist() == [_onehot({2, 50, 51}), _onehot({50, 52}), _onehot({50})]
 
 
@@ -87,7 +96,9 @@ def test_targets_post_filter_split_subsets(prepared):
     assert data.targets.tolist() == [
         [1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0],
     ]  # fmt: skip
-    expected_filter = np.array([[1, 1, 1] if pe in (3, 5, 9) else [1, 1, 0] for pe in range(1, 11)], dtype=bool)
+    expected_filter = np.array(
+        [[1, 1, 1] if pe in (3, 5, 9) else [1, 1, 0] for pe in range(1, 11)], dtype=bool
+    )
     assert np.array_equal(data.post_filter, expected_filter)
     assert data.is_test.tolist() == [False] * 8 + [True, True]
     assert data.subset.tolist() == [2, 1, 3, 3, 2, 1, 2, 2, 3, 2]
@@ -134,12 +145,21 @@ def test_chunked_equals_one_chunk(tiny_dataset: Path, tmp_path: Path):
     b = prepare(tiny_dataset, tmp_path / "b", options=PrepareOptions(chunk_bytes=1024), log=lambda _: None)
     da = PreparedData.load(tmp_path / "a" / "prepared" / "tensors")
     db = PreparedData.load(tmp_path / "b" / "prepared" / "tensors")
-    for name in ("conversation_embedding", "pe_conversation_embedding", "conversation_n_sentences", "session_tags"):
+    for name in (
+        "conversation_embedding",
+        "pe_conversation_embedding",
+        "conversation_n_sentences",
+        "session_tags",
+    ):
         assert np.array_equal(getattr(da, name), getattr(db, name)), name
     assert da.conversation_n_sentences.tolist() == [3, 2, 299]
     assert a["fingerprint"] == b["fingerprint"]
-    ta = pq.read_table(tmp_path / "a" / "prepared" / "parquet" / "conversation_embeddings" / "part-00002.parquet")
-    tb = pq.read_table(tmp_path / "b" / "prepared" / "parquet" / "conversation_embeddings" / "part-00002.parquet")
+    ta = pq.read_table(
+        tmp_path / "a" / "prepared" / "parquet" / "conversation_embeddings" / "part-00002.parquet"
+    )
+    tb = pq.read_table(
+        tmp_path / "b" / "prepared" / "parquet" / "conversation_embeddings" / "part-00002.parquet"
+    )
     assert ta.equals(tb)
 
 
@@ -179,7 +199,11 @@ def test_interrupted_run_is_redone(tiny_dataset: Path, tmp_path: Path):
 
 
 def test_bad_data_leaves_no_marker(tiny_dataset: Path, tmp_path: Path, capsys):
-    edit(tiny_dataset / "data_conversations_embedding" / "data_conversations_embedding_2.csv", "2.0,3.0", "2.0,inf")
+    edit(
+        tiny_dataset / "data_conversations_embedding" / "data_conversations_embedding_2.csv",
+        "2.0,3.0",
+        "2.0,inf",
+    )
     assert main(["prepare", "--data", str(tiny_dataset), "--out", str(tmp_path / "run")]) == 2
     assert "row 2, column 'embedding_2'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "prepared" / "prepared.json").exists()
@@ -194,9 +218,23 @@ def test_text_without_embeddings_uses_a_real_encoder(tmp_path: Path):
 
     root = write_tiny_dataset(tmp_path / "data", embeddings=False, text=True, keywords=False)
     words = " ".join(line.split(",", 3)[3] for line in TEXT.strip().splitlines()[1:])
-    encoder_dir = write_random_bert(tmp_path / "bert", words=words.split(), hidden_size=32, num_hidden_layers=1)
+    encoder_dir = write_random_bert(
+        tmp_path / "bert", words=words.split(), hidden_size=32, num_hidden_layers=1
+    )
     run = tmp_path / "run"
-    code = main(["prepare", "--data", str(root), "--out", str(run), "--encoder", str(encoder_dir), "--batch-size", "3"])
+    code = main(
+        [
+            "prepare",
+            "--data",
+            str(root),
+            "--out",
+            str(run),
+            "--encoder",
+            str(encoder_dir),
+            "--batch-size",
+            "3",
+        ]
+    )
     assert code == 0
     data = PreparedData.load(run / "prepared" / "tensors")
     meta = json.loads((run / "prepared" / "tensors" / "meta.json").read_text())
@@ -206,7 +244,9 @@ def test_text_without_embeddings_uses_a_real_encoder(tmp_path: Path):
     c100 = encoder.encode(["I want to insure my car", "Of course", "And my house too"])
     c101 = encoder.encode(["How can I help with your claim", "The car was damaged"])
     np.testing.assert_allclose(data.conversation_embedding[0], c100.mean(axis=0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(data.pe_conversation_embedding[3], np.vstack([c100, c101]).mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        data.pe_conversation_embedding[3], np.vstack([c100, c101]).mean(axis=0), rtol=1e-4, atol=1e-5
+    )
     # Only the referenced conversations' 7 sentences were encoded (c103 is never referenced).
     parts = list((run / "prepared" / "parquet" / "conversation_embeddings").glob("part-*.parquet"))
     assert sum(pq.read_metadata(p).num_rows for p in parts) == 7

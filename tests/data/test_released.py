@@ -28,7 +28,10 @@ def test_reads_files_unchanged(tiny_dataset: Path):
     row = int(np.flatnonzero((ds.sessions.session_id == 12) & (ds.sessions.action_number == 2))[0])
     assert tags.offsets[row + 1] - tags.offsets[row] == 0
     assert ds.embedding_dim == 4
-    assert [p.name for p in ds.embedding_parts] == ["data_conversations_embedding_1.csv", "data_conversations_embedding_2.csv"]
+    assert [p.name for p in ds.embedding_parts] == [
+        "data_conversations_embedding_1.csv",
+        "data_conversations_embedding_2.csv",
+    ]
 
 
 def test_parts_sorted_by_number_not_name(tiny_dataset: Path):
@@ -45,9 +48,12 @@ def test_chunked_stream_equals_one_chunk(tiny_dataset: Path):
     tiny_block = list(iter_embedding_chunks(ds.embedding_parts, chunk_bytes=1024))
     assert len(whole) == 2
     for chunks in (small, tiny_block):
-        assert np.array_equal(np.concatenate([c.embedding for c in chunks]), np.concatenate([c.embedding for c in whole]))
         assert np.array_equal(
-            np.concatenate([c.conversation_id for c in chunks]), np.concatenate([c.conversation_id for c in whole])
+            np.concatenate([c.embedding for c in chunks]), np.concatenate([c.embedding for c in whole])
+        )
+        assert np.array_equal(
+            np.concatenate([c.conversation_id for c in chunks]),
+            np.concatenate([c.conversation_id for c in whole]),
         )
 
 
@@ -70,27 +76,90 @@ def test_chunks_carry_their_spreadsheet_rows(tmp_path: Path, tiny_dataset: Path)
 # (file, old text, new text, expected row, expected column, words expected in the message)
 BAD_CASES = {
     "missing column": ("data_users.csv", "session_id\n", "sessionid\n", 1, "session_id", "missing column"),
-    "non-numeric id": ("data_users.csv", "5,6,1,101.0,", "5,six,1,101.0,", 11, "purchase_event_id", "not a number"),
+    "non-numeric id": (
+        "data_users.csv",
+        "5,6,1,101.0,",
+        "5,six,1,101.0,",
+        11,
+        "purchase_event_id",
+        "not a number",
+    ),
     "fractional id": ("data_purchase_events.csv", "5,7\n", "5,7.5\n", 7, "item_id", "not an integer"),
     "both ids": ("data_users.csv", "2,2,1,100.0,\n", "2,2,1,100.0,10.0\n", 3, "conversation_id", "both"),
     "neither id": ("data_users.csv", "2,2,1,100.0,\n", "2,2,1,,\n", 3, "conversation_id", "neither"),
     "duplicate event": ("data_users.csv", "1,4,4,101.0,", "1,4,3,101.0,", 9, "event_number", "duplicate key"),
     "duplicate action": ("data_sessions.csv", "11,3,", "11,2,", 7, "action_number", "duplicate key"),
-    "duplicate sentence": ("data_conversations_keyword.csv", "101,2,user", "101,1,user", 6, "sentence_number", "duplicate"),
+    "duplicate sentence": (
+        "data_conversations_keyword.csv",
+        "101,2,user",
+        "101,1,user",
+        6,
+        "sentence_number",
+        "duplicate",
+    ),
     "duplicate purchase": ("data_purchase_events.csv", "3,7\n", "3,2\n", 5, "item_id", "duplicate key"),
     "dangling session": ("data_users.csv", "4,5,1,,13.0", "4,5,1,,99.0", 10, "session_id", "session 99"),
-    "dangling conversation": ("data_users.csv", "5,6,1,101.0,", "5,6,1,999.0,", 11, "conversation_id", "conversation 999"),
-    "item outside item set": ("data_post_filter.csv", "1,5\n", "1,24\n", 3, "item_id", "outside the item set"),
-    "unknown PE in purchases": ("data_purchase_events.csv", "10,2\n", "10,2\n11,2\n", 14, "purchase_event_id", "purchase event 11"),
+    "dangling conversation": (
+        "data_users.csv",
+        "5,6,1,101.0,",
+        "5,6,1,999.0,",
+        11,
+        "conversation_id",
+        "conversation 999",
+    ),
+    "item outside item set": (
+        "data_post_filter.csv",
+        "1,5\n",
+        "1,24\n",
+        3,
+        "item_id",
+        "outside the item set",
+    ),
+    "unknown PE in purchases": (
+        "data_purchase_events.csv",
+        "10,2\n",
+        "10,2\n11,2\n",
+        14,
+        "purchase_event_id",
+        "purchase event 11",
+    ),
     "bad tag list": ("data_sessions.csv", '11,2,"4,5"', '11,2,"4,x"', 6, "action_tags", "comma-separated"),
-    "bad keyword list": ("data_conversations_keyword.csv", "101,1,agent,52", "101,1,agent,5 2", 5, "keywords", "comma-separated"),
-    "PE owned by two users": ("data_users.csv", "7,8,2,,11.0", "70,8,2,,11.0", 14, "user_id", "more than one user"),
+    "bad keyword list": (
+        "data_conversations_keyword.csv",
+        "101,1,agent,52",
+        "101,1,agent,5 2",
+        5,
+        "keywords",
+        "comma-separated",
+    ),
+    "PE owned by two users": (
+        "data_users.csv",
+        "7,8,2,,11.0",
+        "70,8,2,,11.0",
+        14,
+        "user_id",
+        "more than one user",
+    ),
     "ragged row": ("data_sessions.csv", "11,1,2\n", "11,1,2,9\n", 5, None, "fields"),
     "nan embedding": (PART_1, "101,1,agent,0.0,4.0", "101,1,agent,0.0,nan", 4, "embedding_2", "not finite"),
-    "inf embedding": (PART_2, "102,2,agent,3.0,3.0,3.0,3.0", "102,2,agent,3.0,3.0,3.0,inf", 5, "embedding_4", "not finite"),
+    "inf embedding": (
+        PART_2,
+        "102,2,agent,3.0,3.0,3.0,3.0",
+        "102,2,agent,3.0,3.0,3.0,inf",
+        5,
+        "embedding_4",
+        "not finite",
+    ),
     "text in embedding": (PART_2, "102,1,user,1.0", "102,1,user,abc", 4, "embedding_1", "not a number"),
     "empty embedding cell": (PART_1, "100,2,agent,3.0,", "100,2,agent,,", 3, "embedding_1", "empty"),
-    "duplicate sentence across parts": (PART_2, "100,3,user", "100,2,user", 2, "sentence_number", "first seen on data_conversations_embedding_1.csv row 3"),
+    "duplicate sentence across parts": (
+        PART_2,
+        "100,3,user",
+        "100,2,user",
+        2,
+        "sentence_number",
+        "first seen on data_conversations_embedding_1.csv row 3",
+    ),
 }
 
 

@@ -27,7 +27,9 @@ def ray_local():
     ray.shutdown()
 
 
-def random_prepared(num_pes: int = 240, seed: int = 0, dim: int = 16, vocab: int = 12, items: int = 6) -> PreparedData:
+def random_prepared(
+    num_pes: int = 240, seed: int = 0, dim: int = 16, vocab: int = 12, items: int = 6
+) -> PreparedData:
     """A small PreparedData that satisfies the tensors contract, with a learnable signal: the purchased item
     follows a latent class that both modalities reveal (so validation loss falls when a model learns)."""
     rng = np.random.default_rng(seed)
@@ -49,7 +51,9 @@ def random_prepared(num_pes: int = 240, seed: int = 0, dim: int = 16, vocab: int
                 sessions.append(latent[i])
     conversations, sessions = np.array(conversations), np.array(sessions)
     centers = rng.normal(size=(items, dim)).astype(np.float32)
-    conversation_embedding = centers[conversations] + 0.5 * rng.normal(size=(len(conversations), dim)).astype(np.float32)
+    conversation_embedding = centers[conversations] + 0.5 * rng.normal(size=(len(conversations), dim)).astype(
+        np.float32
+    )
     conversation_keywords = (rng.random((len(conversations), vocab)) < 0.1).astype(np.uint8)
     conversation_keywords[np.arange(len(conversations)), conversations % vocab] = 1
     session_tags = (rng.random((len(sessions), vocab)) < 0.1).astype(np.uint8)

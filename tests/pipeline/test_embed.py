@@ -74,6 +74,8 @@ def test_ray_embeddings_equal_in_process_and_rerun_overwrites(ray_local, tiny_be
     np.testing.assert_array_equal(sentence_number, frame["sentence_number"])
     np.testing.assert_allclose(embedding, expected, atol=1e-5)
 
+    parts = sorted(p.name for p in (run_dir / stage.OUTPUT_DIR).glob("*.parquet"))
+    assert parts and parts[0] == "part-00001.parquet" and all(p.startswith("part-") for p in parts)
     table = pq.read_table(summary.output_dir).to_pandas().sort_values(["conversation_id", "sentence_number"])
     assert set(table.columns) >= {"sentence_speaker", "keywords", "num_tokens"}
     assert table["sentence_speaker"].tolist() == frame["sentence_speaker"].tolist()
@@ -82,7 +84,9 @@ def test_ray_embeddings_equal_in_process_and_rerun_overwrites(ray_local, tiny_be
 
     # unchanged inputs: skipped; forced: recomputed into the same folder, not appended
     assert stage.run_embed(run_dir, encoder=str(tiny_bert), keyword_mapping=mapping).skipped
-    again = stage.run_embed(run_dir, encoder=str(tiny_bert), batch_size=8, keyword_mapping=mapping, force=True)
+    again = stage.run_embed(
+        run_dir, encoder=str(tiny_bert), batch_size=8, keyword_mapping=mapping, force=True
+    )
     assert not again.skipped
     assert pq.read_table(again.output_dir).num_rows == len(frame)
     # changed text: recomputed without force, old rows gone
