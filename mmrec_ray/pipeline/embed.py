@@ -93,7 +93,11 @@ def _tokenize(
     """
     texts = [str(t) if t is not None else "" for t in batch.column("text").to_pylist()]
     ids = _tokenizer(encoder_path)(
-        texts, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=False,
     )["input_ids"]
     columns = {name: batch.column(name) for name in TEXT_COLUMNS if name != "text"}
     columns["token_ids"] = pa.array(ids, type=pa.list_(pa.int32()))
