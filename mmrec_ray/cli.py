@@ -1,4 +1,6 @@
-"""The `mmrec` command. Each sub-command lives in ``mmrec_ray/commands/<name>.py`` and defines
+"""mmrec: recommendations from multi-modal user interactions (Bruun et al., SIGIR 2024), on Ray.
+
+Each sub-command lives in ``mmrec_ray/commands/<name>.py`` and defines
 ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int | None``; they are discovered automatically."""
 
 from __future__ import annotations
@@ -11,30 +13,36 @@ import sys
 from mmrec_ray.errors import MmrecError
 
 
-def _commands() -> dict[str, object]:
+def _command_names() -> list[str]:
     import mmrec_ray.commands as package
 
-    found = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"mmrec_ray.commands.{info.name}")
-        found[getattr(module, "NAME", info.name)] = module
-    return found
+    return sorted(i.name for i in pkgutil.iter_modules(package.__path__) if not i.name.startswith("_"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _commands(only: str | None = None) -> dict[str, object]:
+    """Import the sub-command modules; just ``only`` when the command line names one, so that
+    `mmrec generate` does not pay for importing torch and Ray through the other commands."""
+    names = _command_names()
+    if only in names:
+        names = [only]
+    return {name: importlib.import_module(f"mmrec_ray.commands.{name}") for name in names}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmrec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in _commands().items():
-        command_parser = sub.add_parser(name, help=getattr(module, "HELP", ""), description=getattr(module, "HELP", ""))
+    for name, module in _commands(only).items():
+        command_parser = sub.add_parser(
+            name, help=getattr(module, "HELP", ""), description=getattr(module, "HELP", "")
+        )
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         code = args._run(args)

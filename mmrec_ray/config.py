@@ -85,7 +85,9 @@ class FitConfig:
 
 @dataclass
 class EvaluationConfig:
-    reference_model: str = "latent_feature"  # significance is tested against this model (paper: Latent Feature)
+    reference_model: str = (
+        "latent_feature"  # significance is tested against this model (paper: Latent Feature)
+    )
     ks: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # cut-offs for HR@k and MAP@k
     main_k: int = 3  # the paper's headline cut-off
     alpha: float = 0.05  # significance level

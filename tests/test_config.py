@@ -1,6 +1,13 @@
 import pytest
 
-from mmrec_ray.config import ExperimentConfig, ModelParams, apply_overrides, dump_config, from_dict, load_config
+from mmrec_ray.config import (
+    ExperimentConfig,
+    ModelParams,
+    apply_overrides,
+    dump_config,
+    from_dict,
+    load_config,
+)
 from mmrec_ray.errors import ConfigError
 
 

@@ -59,7 +59,13 @@ class FeatureStore:
         index = torch.as_tensor(np.asarray(indices) if not torch.is_tensor(indices) else indices)
         return Batch(self, index.to(device=self.device, dtype=torch.long))
 
-    def iterate(self, indices: np.ndarray, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
+    def iterate(
+        self,
+        indices: np.ndarray,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+    ):
         """Yield Batches over ``indices``; shuffled with ``generator`` (seeded by the caller) when asked."""
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         if shuffle:
@@ -116,7 +122,9 @@ class Batch:
         return torch.where(self.event_kind == EVENT_SESSION, rows, torch.full_like(rows, -1))
 
     @cached_property
-    def event_conversation(self) -> torch.Tensor:  # (B, T, D): conversation embedding at conversation steps, else 0
+    def event_conversation(
+        self,
+    ) -> torch.Tensor:  # (B, T, D): conversation embedding at conversation steps, else 0
         return _gather(self.store.conversation_table, self._conversation_rows)
 
     @cached_property
@@ -124,7 +132,9 @@ class Batch:
         return _gather(self.store.session_table, self._session_rows)
 
     @cached_property
-    def event_keywords(self) -> torch.Tensor:  # (B, T, V): keywords at conversation steps, tags at session steps
+    def event_keywords(
+        self,
+    ) -> torch.Tensor:  # (B, T, V): keywords at conversation steps, tags at session steps
         return _gather(self.store.keyword_table, self._conversation_rows) + self.event_session
 
     @cached_property

@@ -48,7 +48,9 @@ class PreparedData:
     conversation_n_sentences: np.ndarray  # (C,) int32
     session_id: np.ndarray  # (S,) int64: original id of each session row
     session_tags: np.ndarray  # (S, V) uint8: OR (max-pool, eq. 2) of the actions' tags (in vocabulary)
-    pe_conversation_embedding: np.ndarray  # (N, D) float32: mean over all sentences of all the PE's conversations; 0 if none
+    pe_conversation_embedding: (
+        np.ndarray
+    )  # (N, D) float32: mean over all sentences of all the PE's conversations; 0 if none
     has_conversation: np.ndarray  # (N,) bool
     has_session: np.ndarray  # (N,) bool
     targets: np.ndarray  # (N, J) uint8 multi-hot of purchased items

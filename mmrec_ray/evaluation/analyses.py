@@ -344,7 +344,7 @@ class Table4:
             for order in ("original", "shuffled"):
                 cells = [self._cell(model, order, s, m, "md") for s, m in self._columns()]
                 label = display_name(model) if order == "original" else ""
-                lines.append("| " + " | ".join([label, f"{order} event order", *cells]) + " |")
+                lines.append("| " + " | ".join([label, order, *cells]) + " |")
         return "\n".join(lines) + "\n\n" + self.caption() + "\n"
 
     def to_latex(self) -> str:
@@ -554,9 +554,14 @@ def plot_by_number_of_events(frame: pd.DataFrame, path: str | Path, metric: str 
             )
             handles.setdefault(display_name(model), line)
         ax.set_title(SUBSET_DISPLAY.get(subset, subset))
-        ax.set_xlabel("most recent events kept (n)")
         ax.set_ylabel(f"{METRIC_DISPLAY[metric]}@{k}")
-        ax.set_xticks(sorted(part["n_events_kept"].unique()))
+        # Second tick line: the share of the subset's PEs that lose events at this n (flat lines there mean
+        # little was cut, not that history does not matter).
+        shares = rows[rows["subset"] == subset].groupby("n_events_kept")[["n_truncated", "n_pes"]].first()
+        ticks = sorted(part["n_events_kept"].unique())
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{n}\n{shares.loc[n, 'n_truncated'] / max(shares.loc[n, 'n_pes'], 1):.0%}" for n in ticks])
+        ax.set_xlabel("most recent events kept (n) / share of PEs truncated")
         ax.grid(True, alpha=0.3)
     for ax in axes.ravel()[len(subsets):]:
         ax.set_visible(False)
@@ -918,7 +923,7 @@ def plot_ablation(frame: pd.DataFrame, path: str | Path) -> Path:
 
     done = frame[frame["delta"].notna()]
     k = int(frame["k"].iloc[0]) if len(frame) else 3
-    models = order_models(done["model"].unique())
+    models = order_models(frame["model"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * max(len(models), 3) + 2.2), squeeze=False)
     offsets = {"conversation": -0.2, "session": 0.2}
     colours = {"conversation": "tab:orange", "session": "tab:blue"}
@@ -935,6 +940,12 @@ def plot_ablation(frame: pd.DataFrame, path: str | Path) -> Path:
             )
             ax.barh(ys, deltas, height=0.38, color=colours[hidden], alpha=0.8, label=f"{hidden}s hidden")
             ax.errorbar(deltas, ys, xerr=np.maximum(errors, 0), fmt="none", ecolor="black", capsize=3, linewidth=1)
+        skipped = frame[(frame["metric"] == metric) & frame["delta"].isna()]
+        for row in skipped.itertuples():
+            if row.model in models:
+                y = models.index(row.model) + offsets[row.hidden]
+                ax.annotate(f"not served without {row.hidden}s", (0, y), xytext=(4, 0), textcoords="offset points",
+                            va="center", fontsize=7, color="dimgray")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(models)))
         ax.set_yticklabels([display_name(m) for m in models])

@@ -133,13 +133,21 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
                 set(others[~rows["significant"].astype(bool).to_numpy()]), key=order_models_key
             )
             test = "McNemar" if metric == "hr" else "Wilcoxon signed-rank"
-            if len(rows):
+            holm_text = f"After Holm correction ({test}, alpha = {alpha:g})"
+            if len(rows) and not significant:
                 sentence += (
-                    f" After Holm correction ({test}, alpha = {alpha:g}) it is significantly better than "
-                    f"{_names(significant)}; the difference to {_names(not_significant)} is not significant."
-                    if not_significant
-                    else f" After Holm correction ({test}, alpha = {alpha:g}) it is significantly better than "
-                    f"every other model that serves the union ({_names(significant)})."
+                    f" {holm_text} none of its differences is significant (compared with "
+                    f"{_names(not_significant)})."
+                )
+            elif len(rows) and not_significant:
+                sentence += (
+                    f" {holm_text} it is significantly better than {_names(significant)}; the difference to "
+                    f"{_names(not_significant)} is not significant."
+                )
+            elif len(rows):
+                sentence += (
+                    f" {holm_text} it is significantly better than every other model that serves the union "
+                    f"({_names(significant)})."
                 )
         out.append(sentence)
     significance = _read_csv(results / "significance.csv")
@@ -595,7 +603,8 @@ body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max
 h1 { font-size: 1.7em; border-bottom: 2px solid #333; padding-bottom: .3em; }
 h2 { font-size: 1.3em; margin-top: 2em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }
 nav { font-size: .9em; background: #f5f5f7; padding: .6em 1em; border-radius: 6px; }
-nav a { margin-right: 1em; white-space: nowrap; }
+nav { display: flex; flex-wrap: wrap; gap: .2em 1.2em; }
+nav a { white-space: nowrap; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .86em; }
 th, td { border: 1px solid #d0d0d5; padding: .3em .6em; text-align: center; }
 th { background: #eef0f4; }

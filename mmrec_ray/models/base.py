@@ -37,7 +37,11 @@ class Recommender(ABC):
     depends_on: ClassVar[tuple[str, ...]] = ()  # registry names fitted first (same seed) and passed to fit
     trains_on: ClassVar[str] = "all"  # "all" | "conversation" | "session" | "both": its training subset
     reported: ClassVar[bool] = True  # False for stage components that never appear in Table 3
-    tunable: ClassVar[tuple[str, ...]] = ("batch_size", "units", "dropout")  # ModelParams fields Tune searches
+    tunable: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "units",
+        "dropout",
+    )  # ModelParams fields Tune searches
 
     def __init__(self, params: ModelParams, training: TrainingConfig, seed: int):
         self.params = params

@@ -21,7 +21,7 @@ from mmrec_ray.config import ExperimentConfig
 from mmrec_ray.pipeline import ray_env
 from mmrec_ray.pipeline.manifest import Manifest
 
-STAGES = ("generate", "prepare", "embed", "tune", "fit", "aggregate")
+STAGES = ("generate", "prepare", "embed", "tune", "fit", "aggregate", "analyses", "report")
 
 
 def _command(name: str, argv: list[str]) -> int:
@@ -137,6 +137,30 @@ class Pipeline:
         argv = ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")]
         self._stage("aggregate", needed, lambda: _command("aggregate", argv) and None)
 
+    def analyses(self) -> None:
+        """Section 7 analyses and the modality ablation (``mmrec_ray.pipeline.analyses``); each switchable."""
+        from mmrec_ray.pipeline import analyses
+
+        if not self.cfg.analyses.enabled:
+            self._stage("analyses", False, lambda: None)
+            return
+        needed = not analyses.is_done(self.cfg, self.run_dir)
+        self._stage(
+            "analyses", needed, lambda: analyses.run_analyses(self.cfg, self.run_dir, self.log, self._ray)
+        )
+
+    def report(self) -> None:
+        """RUN_DIR/report.{md,html}: rewritten when anything it shows is newer than it."""
+        report = self.run_dir / "report.html"
+        # config.yaml and manifest.json are rewritten by every run: they alone never make the report stale.
+        sources = []
+        for folder in ("results", "figures", "analyses"):
+            sources += [p for p in (self.run_dir / folder).rglob("*") if p.suffix in {".md", ".csv", ".png"}]
+        newest = max((p.stat().st_mtime for p in sources), default=0.0)
+        needed = not report.exists() or report.stat().st_mtime < newest
+        argv = [str(self.run_dir)]
+        self._stage("report", needed, lambda: _command("report", argv) and None)
+
     # ----------------------------------------------------------------------------------------- all
     def run(self) -> Path:
         self.manifest.write_config()
@@ -148,6 +172,8 @@ class Pipeline:
             best = self.tune()
             self.fit(best)
             self.aggregate()
+            self.analyses()
+            self.report()
         finally:
             ray_env.shutdown_ray(self._ray_started)
         table = self.run_dir / "results" / "table3.md"
@@ -209,6 +235,10 @@ def run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = pr
             pipeline.fit(_best(pipeline))
         elif stage == "aggregate":
             pipeline.aggregate()
+        elif stage == "analyses":
+            pipeline.analyses()
+        elif stage == "report":
+            pipeline.report()
         else:
             raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
     finally:
