@@ -23,7 +23,8 @@ class FeatureStore:
         dev = self.device
 
         def t(array, dtype):
-            return torch.as_tensor(np.asarray(array)).to(device=dev, dtype=dtype)
+            # np.array copies: prepared arrays are read-only memory maps, which torch refuses to wrap.
+            return torch.from_numpy(np.array(array)).to(device=dev, dtype=dtype)
 
         self.event_kind = t(data.event_kind, torch.long)  # (N, T)
         self.event_row = t(data.event_row, torch.long)  # (N, T)
