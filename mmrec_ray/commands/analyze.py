@@ -15,14 +15,23 @@ ANALYSES = ("shuffle", "num_events", "tsne", "ablation")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory (prepared/tensors, checkpoints/, predictions/)")
+    parser.add_argument(
+        "--run", required=True, help="run directory (prepared/tensors, checkpoints/, predictions/)"
+    )
     parser.add_argument("--config", help="experiment YAML (default: RUN_DIR/config.yaml if present)")
     parser.add_argument(
         "--only", help=f"comma-separated subset of {','.join(ANALYSES)} (default: every enabled, pending one)"
     )
-    parser.add_argument("--local", action="store_true", help="retrain the shuffle study in-process, without Ray")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+        "--local", action="store_true", help="retrain the shuffle study in-process, without Ray"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key",
     )
 
 

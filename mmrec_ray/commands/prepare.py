@@ -1,14 +1,16 @@
 """`mmrec prepare --data DIR --out RUN_DIR`: released-format folder -> canonical Parquet + model-ready tensors.
 
 Re-running on a prepared RUN_DIR with the same data does nothing; ``--force`` rebuilds. When the folder has
-``data_conversations_text.csv`` but no embedding CSVs, sentence embeddings are computed with ``--encoder``.
+``data_conversations_text.csv`` but no embedding CSVs, sentence embeddings are computed in-process with
+``--encoder``. The pipeline instead splits it around the Ray Data embed stage:
+``mmrec prepare --canonical-only`` → ``mmrec embed`` → ``mmrec prepare --embeddings embed-stage``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from mmrec_ray.data.prepare import PrepareOptions, prepare
+from mmrec_ray.data.prepare import EMBEDDING_MODES, PrepareOptions, prepare
 from mmrec_ray.data.released import DEFAULT_CHUNK_BYTES
 from mmrec_ray.data.vocab import VOCAB_THRESHOLD
 
@@ -41,6 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold"
     )
+    parser.add_argument(
+        "--canonical-only",
+        action="store_true",
+        help="phase 1 only: validate and write the canonical Parquet (incl. conversation_text.parquet) for "
+        "`mmrec embed`; no tensors",
+    )
+    parser.add_argument(
+        "--embeddings",
+        choices=EMBEDDING_MODES,
+        default="auto",
+        help="auto: the folder's embedding CSVs, else encode its text in-process; embed-stage: the parts "
+        "`mmrec embed` wrote into RUN_DIR/prepared/parquet/conversation_embeddings/",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         encoder_batch_size=args.batch_size,
         encoder_max_length=args.max_length,
         encoder_device=args.device,
+        embeddings=args.embeddings,
     )
-    prepare(args.data, args.out, force=args.force, options=options)
+    prepare(args.data, args.out, force=args.force, options=options, canonical_only=args.canonical_only)
     return 0

@@ -10,8 +10,12 @@ HELP = "write RUN_DIR/report.md and RUN_DIR/report.html (tables, figures, statis
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", help="run directory (results/, figures/, analyses/ inside)")
     parser.add_argument("--run", dest="run_option", help="the run directory, as the other commands take it")
-    parser.add_argument("--k", type=int, dest="main_k", help="headline cut-off (default: the run's config, else 3)")
-    parser.add_argument("--alpha", type=float, help="significance level (default: the run's config, else 0.05)")
+    parser.add_argument(
+        "--k", type=int, dest="main_k", help="headline cut-off (default: the run's config, else 3)"
+    )
+    parser.add_argument(
+        "--alpha", type=float, help="significance level (default: the run's config, else 0.05)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,19 @@ Output, all under ``RUN_DIR/prepared/``:
 - ``tensors/``: ``PreparedData.save`` (see mmrec_ray/data/tensors.py for the field contract).
 - ``prepared.json``: the data fingerprint; written last, so its presence with a matching fingerprint means
   "done" and a re-run does nothing (``--force`` redoes it).
+- ``canonical.json``: the same for the canonical Parquet alone (phase 1, below).
+
+Two phases, so the Ray Data ``embed`` stage can sit between them (the pipeline's order)::
+
+    prepare(canonical_only=True)        validate + canonical Parquet (incl. conversation_text.parquet)
+    embed (mmrec_ray.pipeline.embed)    text -> conversation_embeddings/part-*.parquet + _embed_manifest.json
+    prepare(embeddings="embed-stage")   tensors, reading the parts the embed stage wrote
+
+``embeddings="auto"`` (the default, standalone ``mmrec prepare``) does both phases at once: it converts the
+embedding CSVs when the folder has them, else encodes the text in-process (``SentenceEncoder``). In-process
+parts are written to ``conversation_embeddings.partial/`` (resumed part by part, ``_progress.json``) and renamed
+into place only when complete; ``embed-stage`` mode accepts only a folder carrying the stage's manifest whose
+text fingerprint matches the current text file, so the two sources are never mixed.
 
 Protocol (SPEC 4): split by PE id (``tensors.test_mask``); the tag and keyword vocabularies are fitted on the
 sessions / conversations of training PEs only with a 0.1 % share threshold and joined into one vocabulary in the
@@ -84,6 +97,11 @@ class PrepareOptions:
     encoder_max_length: int = 128
     encoder_device: str = "cpu"
     sentences_per_part: int = 20000  # encoded sentences per Parquet part (also the resume granularity)
+    embeddings: str = "auto"  # "auto": CSV parts, else encode text in-process; "embed-stage": the run's parts
+
+
+EMBEDDING_MODES = ("auto", "embed-stage")
+CANONICAL_MARKER = "canonical.json"
 
 
 # --------------------------------------------------------------------------------------------------- layout
@@ -468,6 +486,74 @@ def encode_text(
     return acc, {"source": "text", **settings, "encoded_now": encoded}
 
 
+def read_stage_embeddings(
+    ds: ReleasedDataset, layout: Layout, out_dir: Path, text_path: Path, log: Callable[[str], None]
+) -> tuple[EmbeddingAccumulator, dict]:
+    """Accumulate the sentence embeddings the Ray Data ``embed`` stage wrote into ``out_dir``.
+
+    Accepted only when complete and current: ``_embed_manifest.json`` exists (the stage writes it last), its
+    text fingerprint equals ``text_path`` now, and the parts hold exactly the sentences it counted.
+    """
+    from mmrec_ray.embed.stage_output import MANIFEST, file_fingerprint, read_manifest
+
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise DataError(
+            out_dir / MANIFEST,
+            "no complete output of the embed stage here; run `mmrec embed --run RUN_DIR` first "
+            "(or prepare without --embeddings embed-stage to encode in-process)",
+        )
+    if manifest.get("inputs", {}).get("text") != file_fingerprint(text_path):
+        raise DataError(
+            out_dir / MANIFEST,
+            f"the embeddings were computed from another version of {text_path.name}; re-run `mmrec embed`",
+        )
+    parts = sorted(out_dir.glob("part-*.parquet"))
+    acc: EmbeddingAccumulator | None = None
+    for part in parts:
+        offset = 0
+        handle = pq.ParquetFile(part)
+        for batch in handle.iter_batches(
+            batch_size=65536, columns=["conversation_id", "sentence_number", "embedding"]
+        ):
+            column = batch.column("embedding")
+            dim = column.type.list_size
+            embedding = np.asarray(column.flatten()).reshape(len(batch), dim)
+            bad = ~np.isfinite(embedding).all(axis=1)
+            if bad.any():
+                raise DataError(part, "non-finite embedding value", row=offset + int(np.argmax(bad)) + 1,
+                                column="embedding")  # fmt: skip
+            if acc is None:
+                acc = EmbeddingAccumulator(layout.conversation_id, dim)
+            acc.add(
+                part,
+                offset + 1,
+                batch.column("conversation_id").to_numpy(),
+                batch.column("sentence_number").to_numpy(),
+                embedding,
+            )
+            offset += len(batch)
+    if acc is None:
+        acc = EmbeddingAccumulator(layout.conversation_id, int(manifest.get("dim") or 0))
+    if acc.sentences != manifest.get("sentences"):
+        raise DataError(
+            out_dir,
+            f"{acc.sentences} sentences in {len(parts)} part(s), but the embed manifest counts "
+            f"{manifest.get('sentences')}; re-run `mmrec embed --force`",
+        )
+    log(
+        f"prepare: read {acc.sentences:,} sentence embeddings (D={acc.dim}) from the embed stage ({len(parts)} parts)"
+    )
+    source = {
+        "source": "embed-stage",
+        "parts": len(parts),
+        "sentences": acc.sentences,
+        "encoder": manifest.get("inputs", {}).get("encoder"),
+        "max_length": manifest.get("inputs", {}).get("max_length"),
+    }
+    return acc, source
+
+
 # --------------------------------------------------------------------------------------------------- fingerprint
 def _input_files(root: Path) -> list[Path]:
     names = [
@@ -529,16 +615,31 @@ def prepared_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "prepared"
 
 
+def _write_canonical(ds: ReleasedDataset, out: Path, identity: dict) -> None:
+    """Phase 1 output; its marker goes last, so a crash mid-way leaves it stale, never half-valid."""
+    (out / CANONICAL_MARKER).unlink(missing_ok=True)
+    write_canonical_small(ds, out / "parquet")
+    atomic_write_json(out / CANONICAL_MARKER, identity)
+
+
 def prepare(
     data_dir: str | Path,
     run_dir: str | Path,
     *,
     force: bool = False,
     options: PrepareOptions | None = None,
+    canonical_only: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Prepare ``data_dir`` into ``run_dir/prepared``. Returns the meta dict (``status``: prepared / up-to-date)."""
+    """Prepare ``data_dir`` into ``run_dir/prepared``. Returns the meta dict (``status``: prepared / up-to-date).
+
+    ``canonical_only``: phase 1 only — validate and write the canonical Parquet; returns ``status``
+    (canonical / up-to-date) and ``needs_embeddings`` (the folder has text but no embedding CSVs).
+    ``options.embeddings``: see ``PrepareOptions`` and the module docstring.
+    """
     options = options or PrepareOptions()
+    if options.embeddings not in EMBEDDING_MODES:
+        raise ConfigError(f"embeddings={options.embeddings!r}: expected one of {list(EMBEDDING_MODES)}")
     data_dir = Path(data_dir).resolve()
     out = prepared_dir(run_dir)
     marker = out / MARKER
@@ -550,6 +651,26 @@ def prepare(
         "data_digest": fingerprint["digest"],
         "vocab_threshold": options.vocab_threshold,
     }
+    if options.embeddings != "auto":
+        identity["embeddings"] = options.embeddings
+    canonical_identity = {"format_version": FORMAT_VERSION, "data_digest": fingerprint["digest"]}
+    canonical_marker = out / CANONICAL_MARKER
+    canonical_current = (
+        canonical_marker.exists() and json.loads(canonical_marker.read_text()) == canonical_identity
+    )
+    if canonical_only:
+        needs_embeddings = (data_dir / TEXT_FILE).is_file() and not find_embedding_parts(data_dir)
+        if canonical_current and not force:
+            log(f"prepare: canonical Parquet in {out / 'parquet'} is up to date")
+            return {"status": "up-to-date", "needs_embeddings": needs_embeddings}
+        started = time.perf_counter()
+        log(f"prepare: reading and validating {data_dir}")
+        ds = load_released(data_dir)
+        build_layout(ds)  # cross-checks the users table now, not after the embed stage
+        _write_canonical(ds, out, canonical_identity)
+        log(f"prepare: wrote canonical Parquet to {out / 'parquet'} in {time.perf_counter() - started:.1f}s")
+        return {"status": "canonical", "needs_embeddings": needs_embeddings}
+
     if marker.exists() and (out / "tensors" / "meta.json").exists():
         previous = json.loads(marker.read_text())
         if not force and previous.get("identity") == identity:
@@ -568,11 +689,20 @@ def prepare(
     ds = load_released(data_dir)
     layout = build_layout(ds)
     parquet_dir = out / "parquet"
-    write_canonical_small(ds, parquet_dir)
+    external = options.embeddings == "embed-stage"
+    # With embeddings from the embed stage the text Parquet must stay the file they were computed from.
+    if not canonical_current or (force and not external):
+        _write_canonical(ds, out, canonical_identity)
 
     final_dir = parquet_dir / "conversation_embeddings"
     partial_dir = parquet_dir / "conversation_embeddings.partial"
-    if ds.embedding_parts:
+    if external:
+        if partial_dir.exists():  # an interrupted in-process encoding: never mixed with the stage's parts
+            shutil.rmtree(partial_dir)
+        acc, embedding_source = read_stage_embeddings(
+            ds, layout, final_dir, parquet_dir / "conversation_text.parquet", log
+        )
+    elif ds.embedding_parts:
         if partial_dir.exists():
             shutil.rmtree(partial_dir)
         partial_dir.mkdir(parents=True)
@@ -585,9 +715,10 @@ def prepare(
         acc, embedding_source = encode_text(ds, layout, partial_dir, options, log)
     acc.check_unique()
     _check_conversations_embedded(ds, layout, acc)
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(partial_dir, final_dir)
+    if not external:
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.replace(partial_dir, final_dir)
 
     vocab = fit_vocabulary(ds, layout, options.vocab_threshold)
     session_tags, conversation_keywords, ignored = pooled_multi_hots(ds, layout, vocab.ids)

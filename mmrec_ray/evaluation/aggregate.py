@@ -83,10 +83,12 @@ def aggregate(
     bootstrap_resamples: int = 2000,
     seed: int = 0,
     echo: Callable[[str], None] | None = print,
+    show_table: bool = True,
 ) -> AggregateResult:
     """Evaluate every prediction file of a run, test, tabulate and plot. Returns the table and written paths.
 
-    ``echo`` receives progress lines and, at the end, Table 3 in Markdown (None = silent).
+    ``echo`` receives progress lines and, at the end, Table 3 in Markdown unless ``show_table`` is false
+    (None = silent).
     """
     say = echo or (lambda _line: None)
     ks = tuple(sorted({int(k) for k in ks} | {int(main_k)}))
@@ -163,8 +165,9 @@ def aggregate(
     for message in messages:
         say(f"aggregate: {message}")
     say(f"aggregate: wrote {len(paths)} files under {results} and {figures}")
-    say("")
-    say(table.to_markdown())
+    if show_table:  # the pipeline prints it once, at the very end of the run
+        say("")
+        say(table.to_markdown())
     return AggregateResult(
         table=table, evaluation=evaluation, significance=significance, paths=paths, messages=messages
     )

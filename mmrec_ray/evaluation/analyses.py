@@ -373,7 +373,9 @@ class Table4:
         return "\n".join(lines) + "\n"
 
 
-def _paired_tests(original: pd.DataFrame, shuffled: pd.DataFrame, k: int) -> dict[tuple[str, str, str], float]:
+def _paired_tests(
+    original: pd.DataFrame, shuffled: pd.DataFrame, k: int
+) -> dict[tuple[str, str, str], float]:
     """p-values of shuffled vs original per (model, subset, metric) on the seed consensus of each PE."""
     a = consensus_per_pe(original[original["k"] == k])
     b = consensus_per_pe(shuffled[shuffled["k"] == k])
@@ -413,7 +415,8 @@ def shuffle_study(
     original_files, shuffled_files = [], []
     for name in models:
         shuffled_seeds = sorted(
-            int(p.stem.split("__seed")[1]) for p in shuffle_predictions_dir(run_dir).glob(f"{name}__seed*.parquet")
+            int(p.stem.split("__seed")[1])
+            for p in shuffle_predictions_dir(run_dir).glob(f"{name}__seed*.parquet")
         )
         for seed in shuffled_seeds:
             original = predictions_path(run_dir, name, seed)
@@ -442,11 +445,25 @@ def shuffle_study(
         (m - base[key]) / base[key] * 100.0 if o == "shuffled" and key in base and base[key] > 0 else np.nan
         for key, m, o in zip(keys, rows["mean"], rows["order"])
     ]
-    rows["p_value"] = [p_values.get(key, np.nan) if o == "shuffled" else np.nan for key, o in zip(keys, rows["order"])]
+    rows["p_value"] = [
+        p_values.get(key, np.nan) if o == "shuffled" else np.nan for key, o in zip(keys, rows["order"])
+    ]
     rows["significant"] = rows["p_value"] < alpha
     rows["k"] = k
     rows = rows[
-        ["model", "order", "subset", "metric", "k", "mean", "std", "n_seeds", "relative_change_pct", "p_value", "significant"]
+        [
+            "model",
+            "order",
+            "subset",
+            "metric",
+            "k",
+            "mean",
+            "std",
+            "n_seeds",
+            "relative_change_pct",
+            "p_value",
+            "significant",
+        ]
     ]
     present = order_models(rows["model"].unique())
     table = Table4(k=k, models=present, rows=rows, alpha=alpha)
@@ -454,7 +471,8 @@ def shuffle_study(
     atomic_write_text(out_dir / "table4.tex", table.to_latex())
     _write_csv(out_dir / "table4.csv", rows)
     metrics = pd.concat(
-        [original.metrics.assign(order="original"), shuffled.metrics.assign(order="shuffled")], ignore_index=True
+        [original.metrics.assign(order="original"), shuffled.metrics.assign(order="shuffled")],
+        ignore_index=True,
     )
     _write_csv(out_dir / "metrics.csv", metrics)
     say(f"analyses: Table 4 for {len(present)} model(s) written to {out_dir / 'table4.md'}")
@@ -501,7 +519,11 @@ def number_of_events(
     subsets = _subset_names(data, test)
     max_events = min(int(max_events), int(data.max_events))
     base_store = FeatureStore(data, device="cpu")
-    loaded = {(m, s): load_fitted(run_dir, m, s, base_store, training) for m in models for s in checkpoint_seeds(run_dir, m)}
+    loaded = {
+        (m, s): load_fitted(run_dir, m, s, base_store, training)
+        for m in models
+        for s in checkpoint_seeds(run_dir, m)
+    }
     rows = []
     for n in range(1, max_events + 1):
         truncated = keep_most_recent(data, n)
@@ -516,7 +538,17 @@ def number_of_events(
                 n_truncated = int((lengths[mask] > n).sum())
                 for metric, values in (("hr", hits), ("map", ap)):
                     rows.append(
-                        (model, seed, n, subset, metric, k, float(values[mask].mean()), int(mask.sum()), n_truncated)
+                        (
+                            model,
+                            seed,
+                            n,
+                            subset,
+                            metric,
+                            k,
+                            float(values[mask].mean()),
+                            int(mask.sum()),
+                            n_truncated,
+                        )
                     )
     columns = ["model", "seed", "n_events_kept", "subset", "metric", "k", "value", "n_pes", "n_truncated"]
     frame = pd.DataFrame(rows, columns=columns)
@@ -547,10 +579,15 @@ def plot_by_number_of_events(frame: pd.DataFrame, path: str | Path, metric: str 
         for model in order_models(part["model"].unique()):
             curve = part[part["model"] == model].sort_values("n_events_kept")
             style = model_style(model)
-            (line,) = ax.plot(curve["n_events_kept"], curve["mean"], linewidth=1.6, label=display_name(model), **style)
+            (line,) = ax.plot(
+                curve["n_events_kept"], curve["mean"], linewidth=1.6, label=display_name(model), **style
+            )
             ax.fill_between(
-                curve["n_events_kept"], curve["mean"] - curve["std"], curve["mean"] + curve["std"],
-                color=style["color"], alpha=0.12,
+                curve["n_events_kept"],
+                curve["mean"] - curve["std"],
+                curve["mean"] + curve["std"],
+                color=style["color"],
+                alpha=0.12,
             )
             handles.setdefault(display_name(model), line)
         ax.set_title(SUBSET_DISPLAY.get(subset, subset))
@@ -560,16 +597,24 @@ def plot_by_number_of_events(frame: pd.DataFrame, path: str | Path, metric: str 
         shares = rows[rows["subset"] == subset].groupby("n_events_kept")[["n_truncated", "n_pes"]].first()
         ticks = sorted(part["n_events_kept"].unique())
         ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{n}\n{shares.loc[n, 'n_truncated'] / max(shares.loc[n, 'n_pes'], 1):.0%}" for n in ticks])
+        ax.set_xticklabels(
+            [f"{n}\n{shares.loc[n, 'n_truncated'] / max(shares.loc[n, 'n_pes'], 1):.0%}" for n in ticks]
+        )
         ax.set_xlabel("most recent events kept (n) / share of PEs truncated")
         ax.grid(True, alpha=0.3)
-    for ax in axes.ravel()[len(subsets):]:
+    for ax in axes.ravel()[len(subsets) :]:
         ax.set_visible(False)
     fig.suptitle(
         f"{METRIC_DISPLAY[metric]}@{k} by number of most recent events kept (test PEs; mean over seeds, band = ± 1 std)"
     )
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(5, len(handles)), frameon=False)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=min(5, len(handles)),
+            frameon=False,
+        )
         fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     return _save(fig, path)
 
@@ -609,7 +654,9 @@ def input_representation(
         raise MmrecError(f"{name}: the input representation needs the fitted model")
     if name == "latent_feature":
         network = recommender.network
-        conversation = network.conversation_projection(store.conversation_table[torch.where(conv_t, rows_t, -1)])
+        conversation = network.conversation_projection(
+            store.conversation_table[torch.where(conv_t, rows_t, -1)]
+        )
         session = network.session_projection(store.session_table[torch.where(conv_t, -1, rows_t)])
         return torch.where(conv_t[:, None], conversation, session).numpy()
     if name == "relative_representation":
@@ -621,12 +668,18 @@ def input_representation(
 
 
 @torch.no_grad()
-def output_representation(recommender: Recommender, store: FeatureStore, indices: np.ndarray) -> tuple[np.ndarray, str]:
+def output_representation(
+    recommender: Recommender, store: FeatureStore, indices: np.ndarray
+) -> tuple[np.ndarray, str]:
     """Per PE the final hidden state of the model's (first) masked GRU, (n, H), captured with a forward hook
     while the model predicts — or, for a model without a GRU, its predicted scores (n, J). Returns
     (representation, what it is)."""
     network = getattr(recommender, "network", None)
-    gru = next((m for m in network.modules() if isinstance(m, MaskedGRU)), None) if network is not None else None
+    gru = (
+        next((m for m in network.modules() if isinstance(m, MaskedGRU)), None)
+        if network is not None
+        else None
+    )
     if gru is None:
         return np.nan_to_num(recommender.predict(store, indices)), "predicted scores"
     captured: list[torch.Tensor] = []
@@ -645,9 +698,9 @@ def _tsne(features: np.ndarray, seed: int) -> np.ndarray:
     if n < 3:
         return np.zeros((n, 2))
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(
-        np.asarray(features, dtype=np.float32)
-    )
+    return TSNE(
+        n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
+    ).fit_transform(np.asarray(features, dtype=np.float32))
 
 
 def tsne_inputs(
@@ -680,7 +733,11 @@ def tsne_inputs(
         features = input_representation(name, recommender, store, kinds, rows)
         xy = _tsne(features, seed)
         frames.append(pd.DataFrame({"model": name, "kind": kinds, "row": rows, "x": xy[:, 0], "y": xy[:, 1]}))
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "kind", "row", "x", "y"])
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["model", "kind", "row", "x", "y"])
+    )
     out_dir = analyses_dir(run_dir) / "tsne"
     _write_csv(out_dir / "tsne_inputs.csv", frame)
     _plot_tsne(
@@ -763,7 +820,14 @@ def _plot_tsne(frame: pd.DataFrame, path: Path, colour_by: str, labels: dict, ti
             points = part[part[colour_by] == value]
             if points.empty:
                 continue
-            ax.scatter(points["x"], points["y"], s=6, alpha=0.6, color=colours[value], label=f"{label} ({len(points)})")
+            ax.scatter(
+                points["x"],
+                points["y"],
+                s=6,
+                alpha=0.6,
+                color=colours[value],
+                label=f"{label} ({len(points)})",
+            )
         ax.set_title(f"({letter}) {display_name(model)}")
         ax.set_xlabel("t-SNE dimension 1")
         ax.set_ylabel("t-SNE dimension 2")
@@ -807,8 +871,22 @@ def modality_ablation(
     inter = np.flatnonzero(np.asarray(data.is_test) & (np.asarray(data.subset) == SUBSET_INTERSECTION))
     out_dir = analyses_dir(run_dir) / "ablation"
     columns = [
-        "model", "hidden", "metric", "k", "n_pes", "n_seeds", "full", "ablated", "delta", "ci_low", "ci_high",
-        "test", "p_value", "p_holm", "significant", "note",
+        "model",
+        "hidden",
+        "metric",
+        "k",
+        "n_pes",
+        "n_seeds",
+        "full",
+        "ablated",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "test",
+        "p_value",
+        "p_holm",
+        "significant",
+        "note",
     ]
     if len(inter) == 0 or not models:
         frame = pd.DataFrame(columns=columns)
@@ -832,10 +910,22 @@ def modality_ablation(
         full_served = np.all([o[0] for o in per_seed["full"]], axis=0)
         for modality in MODALITY_KIND:
             served = full_served & np.all([o[0] for o in per_seed[modality]], axis=0)
-            base = {"model": name, "hidden": modality, "k": k, "n_seeds": len(seeds), "n_pes": int(served.sum())}
+            base = {
+                "model": name,
+                "hidden": modality,
+                "k": k,
+                "n_seeds": len(seeds),
+                "n_pes": int(served.sum()),
+            }
             if not served.any():
                 for metric in ("hr", "map"):
-                    rows.append({**base, "metric": metric, "note": f"does not serve intersection PEs without {modality}s"})
+                    rows.append(
+                        {
+                            **base,
+                            "metric": metric,
+                            "note": f"does not serve intersection PEs without {modality}s",
+                        }
+                    )
                 continue
             hits_full = np.mean([o[1] for o in per_seed["full"]], axis=0)[served]
             hits_ablated = np.mean([o[1] for o in per_seed[modality]], axis=0)[served]
@@ -885,8 +975,14 @@ def ablation_markdown(frame: pd.DataFrame, alpha: float = 0.05, n_intersection: 
         return "No ablation results.\n"
     k = int(frame["k"].iloc[0])
     header = [
-        "Model", "Hidden", f"HR@{k} full", f"HR@{k} hidden", f"Δ HR@{k} [95% CI]",
-        f"MAP@{k} full", f"MAP@{k} hidden", f"Δ MAP@{k} [95% CI]",
+        "Model",
+        "Hidden",
+        f"HR@{k} full",
+        f"HR@{k} hidden",
+        f"Δ HR@{k} [95% CI]",
+        f"MAP@{k} full",
+        f"MAP@{k} hidden",
+        f"Δ MAP@{k} [95% CI]",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + [":---:"] * 6) + "|"]
     for (model, hidden), part in frame.groupby(["model", "hidden"], sort=False):
@@ -936,16 +1032,28 @@ def plot_ablation(frame: pd.DataFrame, path: str | Path) -> Path:
                 continue
             deltas = part.loc[present, "delta"].to_numpy(dtype=float)
             errors = np.vstack(
-                [deltas - part.loc[present, "ci_low"].to_numpy(dtype=float), part.loc[present, "ci_high"].to_numpy(dtype=float) - deltas]
+                [
+                    deltas - part.loc[present, "ci_low"].to_numpy(dtype=float),
+                    part.loc[present, "ci_high"].to_numpy(dtype=float) - deltas,
+                ]
             )
             ax.barh(ys, deltas, height=0.38, color=colours[hidden], alpha=0.8, label=f"{hidden}s hidden")
-            ax.errorbar(deltas, ys, xerr=np.maximum(errors, 0), fmt="none", ecolor="black", capsize=3, linewidth=1)
+            ax.errorbar(
+                deltas, ys, xerr=np.maximum(errors, 0), fmt="none", ecolor="black", capsize=3, linewidth=1
+            )
         skipped = frame[(frame["metric"] == metric) & frame["delta"].isna()]
         for row in skipped.itertuples():
             if row.model in models:
                 y = models.index(row.model) + offsets[row.hidden]
-                ax.annotate(f"not served without {row.hidden}s", (0, y), xytext=(4, 0), textcoords="offset points",
-                            va="center", fontsize=7, color="dimgray")
+                ax.annotate(
+                    f"not served without {row.hidden}s",
+                    (0, y),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="dimgray",
+                )
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(models)))
         ax.set_yticklabels([display_name(m) for m in models])
@@ -954,7 +1062,9 @@ def plot_ablation(frame: pd.DataFrame, path: str | Path) -> Path:
         ax.set_title(f"{METRIC_DISPLAY[metric]}@{k} change on intersection test PEs")
         ax.grid(True, axis="x", alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
-    fig.suptitle("Counterfactual modality ablation: what each model loses when one modality is hidden")
+    fig.suptitle(
+        "Counterfactual modality ablation: change in each model when one modality is hidden (bar = mean, whisker = 95 % CI)"
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return _save(fig, path)
 

@@ -113,7 +113,9 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
     if summary is None:
         return ["No results yet: run `mmrec aggregate` (or the pipeline) first."]
     for metric in ("map", "hr"):
-        union = summary[(summary["subset"] == "union") & (summary["metric"] == metric) & (summary["k"] == main_k)]
+        union = summary[
+            (summary["subset"] == "union") & (summary["metric"] == metric) & (summary["k"] == main_k)
+        ]
         if union.empty:
             continue
         best = union.sort_values("mean", ascending=False).iloc[0]
@@ -128,7 +130,9 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
             ]
             rows = rows[(rows["model_a"] == best["model"]) | (rows["model_b"] == best["model"])]
             others = np.where(rows["model_a"] == best["model"], rows["model_b"], rows["model_a"])
-            significant = sorted(set(others[rows["significant"].astype(bool).to_numpy()]), key=order_models_key)
+            significant = sorted(
+                set(others[rows["significant"].astype(bool).to_numpy()]), key=order_models_key
+            )
             not_significant = sorted(
                 set(others[~rows["significant"].astype(bool).to_numpy()]), key=order_models_key
             )
@@ -159,12 +163,15 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
             rows = main[(main["subset"] == subset) & (main["metric"] == "map")]
             if rows.empty:
                 continue
-            hits = rows[rows["significant"].astype(bool)]["model"].tolist()
-            parts.append(f"{SUBSET_DISPLAY[subset]}: {len(hits)} of {len(rows)} ({_names(order_models(hits))})")
+            hits = order_models(rows[rows["significant"].astype(bool)]["model"].tolist())
+            listed = f" ({_names(hits)})" if hits else ""
+            parts.append(f"{SUBSET_DISPLAY[subset]} {len(hits)} of {len(rows)}{listed}")
         if reference and parts:
             out.append(
-                f"Against the reference model {display_name(reference)} (the paper's tests, one-way ANOVA on "
-                f"per-PE AP@{main_k}), the models that differ significantly are — " + "; ".join(parts) + "."
+                f"Tests against the reference model {display_name(reference)} (the paper's protocol; one-way "
+                f"ANOVA on per-PE AP@{main_k}, alpha = {alpha:g}) — models significantly different per subset: "
+                + "; ".join(parts)
+                + "."
             )
     friedman = _read_csv(results / "friedman.csv")
     if friedman is not None:
@@ -187,11 +194,11 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
             rows = shuffled[shuffled["model"] == model].set_index("subset")
             if "union" not in rows.index:
                 continue
-            worst = rows["relative_change_pct"].idxmin()
+            worst = rows["relative_change_pct"].abs().idxmax()
             star = " (significant)" if bool(rows.loc["union", "significant"]) else " (not significant)"
             parts.append(
                 f"{display_name(model)} {rows.loc['union', 'relative_change_pct']:+.2f}% on the union{star}, "
-                f"largest change on {SUBSET_DISPLAY.get(worst, worst)} ({rows.loc[worst, 'relative_change_pct']:+.2f}%)"
+                f"largest absolute change on {SUBSET_DISPLAY.get(worst, worst)} ({rows.loc[worst, 'relative_change_pct']:+.2f}%)"
             )
         if parts:
             out.append(f"Shuffling the event order changes MAP@{main_k}: " + "; ".join(parts) + ".")
@@ -201,7 +208,8 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
         significant = rows[rows["significant"].astype(bool)]
         if len(rows):
             items = [
-                f"{display_name(r.model)} without {r.hidden}s ({r.delta:+.4f})" for r in significant.itertuples()
+                f"{display_name(r.model)} without {r.hidden}s ({r.delta:+.4f})"
+                for r in significant.itertuples()
             ]
             out.append(
                 f"Modality ablation on intersection PEs: {len(significant)} of {len(rows)} (model, hidden modality) "
@@ -254,7 +262,9 @@ def _provenance(run_dir: Path, report: Report) -> Section:
                 section.blocks.append(
                     ("table", pd.DataFrame(facts, columns=["field", "value"]), "From RUN_DIR/manifest.json.")
                 )
-            section.blocks.append(("code", json.dumps(manifest, indent=2, default=str), "manifest.json (full)"))
+            section.blocks.append(
+                ("code", json.dumps(manifest, indent=2, default=str), "manifest.json (full)")
+            )
     else:
         section.blocks.append(("missing", "No manifest.json in the run directory (written by `mmrec run`)."))
         report.missing.append("manifest.json")
@@ -280,7 +290,9 @@ def _md_file_section(
     return section
 
 
-def _image(report: Report, section: Section, run_dir: Path, relative: str, caption: str, why_missing: str) -> None:
+def _image(
+    report: Report, section: Section, run_dir: Path, relative: str, caption: str, why_missing: str
+) -> None:
     if (run_dir / relative).exists():
         section.blocks.append(("image", relative, caption))
         report.figures.append(relative)
@@ -297,12 +309,14 @@ def _seed_spread(results: Path, main_k: int, report: Report) -> Section:
         report.missing.append("seed_summary")
         return section
     summary = summary[summary["k"] == main_k]
-    table = _wide_cells(
-        summary, lambda r: f"{r['mean']:.4f} ± {r['std']:.4f}", value_columns=("mean", "std")
-    )
+    table = _wide_cells(summary, lambda r: f"{r['mean']:.4f} ± {r['std']:.4f}", value_columns=("mean", "std"))
     seeds = sorted(summary["n_seeds"].unique())
     section.blocks.append(
-        ("table", table, f"Mean ± sample std (ddof = 1) of the per-seed metrics; seeds per model: {', '.join(map(str, seeds))}.")
+        (
+            "table",
+            table,
+            f"Mean ± sample std (ddof = 1) of the per-seed metrics; seeds per model: {', '.join(map(str, seeds))}.",
+        )
     )
     report.tables.append("seed_summary")
     return section
@@ -318,7 +332,9 @@ def _wide_cells(frame: pd.DataFrame, text, value_columns=()) -> pd.DataFrame:
         part = frame[frame["model"] == model]
         for subset, metric in columns:
             row = part[(part["subset"] == subset) & (part["metric"] == metric)]
-            record[f"{SUBSET_DISPLAY[subset]} {METRIC_DISPLAY[metric]}@{k}"] = text(row.iloc[0]) if len(row) else "-"
+            record[f"{SUBSET_DISPLAY[subset]} {METRIC_DISPLAY[metric]}@{k}"] = (
+                text(row.iloc[0]) if len(row) else "-"
+            )
         records.append(record)
     return pd.DataFrame(records)
 
@@ -403,8 +419,12 @@ def _pairwise(results: Path, main_k: int, alpha: float, report: Report) -> Secti
     )
     significant = frame[frame["significant"].astype(bool)].copy()
     if len(significant):
-        better = np.where(significant["value_a"] >= significant["value_b"], significant["model_a"], significant["model_b"])
-        worse = np.where(significant["value_a"] >= significant["value_b"], significant["model_b"], significant["model_a"])
+        better = np.where(
+            significant["value_a"] >= significant["value_b"], significant["model_a"], significant["model_b"]
+        )
+        worse = np.where(
+            significant["value_a"] >= significant["value_b"], significant["model_b"], significant["model_a"]
+        )
         table = pd.DataFrame(
             {
                 "Subset": [SUBSET_DISPLAY.get(s, s) for s in significant["subset"]],
@@ -412,7 +432,8 @@ def _pairwise(results: Path, main_k: int, alpha: float, report: Report) -> Secti
                 "Better": [display_name(m) for m in better],
                 "Worse": [display_name(m) for m in worse],
                 "Values": [
-                    f"{max(a, b):.4f} vs {min(a, b):.4f}" for a, b in zip(significant["value_a"], significant["value_b"])
+                    f"{max(a, b):.4f} vs {min(a, b):.4f}"
+                    for a, b in zip(significant["value_a"], significant["value_b"])
                 ],
                 "p (Holm)": [_p(p) for p in significant["p_holm"]],
             }
@@ -428,7 +449,9 @@ def _friedman(run_dir: Path, report: Report) -> Section:
     section = Section("Friedman test and critical-difference diagram", "friedman")
     frame = _read_csv(run_dir / "results" / "friedman.csv")
     if frame is None:
-        section.blocks.append(("missing", "results/friedman.csv is missing or empty (fewer than three models?)."))
+        section.blocks.append(
+            ("missing", "results/friedman.csv is missing or empty (fewer than three models?).")
+        )
         report.missing.append("friedman")
     else:
         records = []
@@ -449,10 +472,15 @@ def _friedman(run_dir: Path, report: Report) -> Section:
                     ),
                 }
             )
-        section.blocks.append(("table", pd.DataFrame(records), "Friedman test with PEs as blocks; Nemenyi critical difference."))
+        section.blocks.append(
+            ("table", pd.DataFrame(records), "Friedman test with PEs as blocks; Nemenyi critical difference.")
+        )
         report.tables.append("friedman")
     _image(
-        report, section, run_dir, "figures/cd_diagram.png",
+        report,
+        section,
+        run_dir,
+        "figures/cd_diagram.png",
         "Critical-difference diagram: models joined by a bar are not significantly different (Nemenyi).",
         "figures/cd_diagram.png is missing (run `mmrec aggregate`).",
     )
@@ -486,7 +514,11 @@ def build_report(run_dir: str | Path, main_k: int | None = None, alpha: float | 
 
     report.sections.append(
         _md_file_section(
-            report, f"Table 3 — performance (HR@{main_k}, MAP@{main_k})", "table3", results / "table3.md", "table3",
+            report,
+            f"Table 3 — performance (HR@{main_k}, MAP@{main_k})",
+            "table3",
+            results / "table3.md",
+            "table3",
             "results/table3.md is missing: run `mmrec aggregate` (or the pipeline) first.",
         )
     )
@@ -499,7 +531,10 @@ def build_report(run_dir: str | Path, main_k: int | None = None, alpha: float | 
     curves = Section("Figure 6 — HR@k and MAP@k for k = 1..5", "fig6")
     for metric in ("map", "hr"):
         _image(
-            report, curves, run_dir, f"figures/{metric}_at_k.png",
+            report,
+            curves,
+            run_dir,
+            f"figures/{metric}_at_k.png",
             f"{METRIC_DISPLAY[metric]}@k per subset (mean over seeds, band = ± 1 std).",
             f"figures/{metric}_at_k.png is missing (run `mmrec aggregate`).",
         )
@@ -508,46 +543,71 @@ def build_report(run_dir: str | Path, main_k: int | None = None, alpha: float | 
     def analysis_missing(key: str, what: str) -> str:
         if _switched_off(config, key):
             return f"{what}: switched off in the configuration (analyses.{key} = false or analyses.enabled = false)."
-        return f"{what}: not run yet — run `mmrec analyze --run {run_dir}` (or the pipeline's analyses stage)."
+        return (
+            f"{what}: not run yet — run `mmrec analyze --run {run_dir}` (or the pipeline's analyses stage)."
+        )
 
     report.sections.append(
         _md_file_section(
-            report, "Table 4 — event order (shuffle study)", "table4", analyses / "shuffle" / "table4.md", "table4",
+            report,
+            "Table 4 — event order (shuffle study)",
+            "table4",
+            analyses / "shuffle" / "table4.md",
+            "table4",
             analysis_missing("shuffle", "Table 4 (event-order study)"),
         )
     )
     events = Section("Figure 7 — metrics by number of most recent events", "fig7")
     _image(
-        report, events, run_dir, "analyses/num_events/map_by_events.png",
+        report,
+        events,
+        run_dir,
+        "analyses/num_events/map_by_events.png",
         f"MAP@{main_k} when each test PE keeps only its n most recent events (trained models, no retraining).",
         analysis_missing("num_events", "Figure 7 (number of events)"),
     )
     if (run_dir / "analyses/num_events/hr_by_events.png").exists():
-        _image(report, events, run_dir, "analyses/num_events/hr_by_events.png", f"HR@{main_k}, same setting.", "")
+        _image(
+            report, events, run_dir, "analyses/num_events/hr_by_events.png", f"HR@{main_k}, same setting.", ""
+        )
     report.sections.append(events)
 
     tsne = Section("Figures 8–9 — t-SNE of input representations and of model outputs", "tsne")
     _image(
-        report, tsne, run_dir, "analyses/tsne/tsne_inputs.png",
+        report,
+        tsne,
+        run_dir,
+        "analyses/tsne/tsne_inputs.png",
         "Fig. 8: the per-event input of each model's GRU (Keyword: multi-hot; Latent Feature: tanh projections, "
         "eq. 4; Relative Representation: anchor similarities), coloured by modality.",
         analysis_missing("tsne", "Figure 8 (t-SNE of inputs)"),
     )
     _image(
-        report, tsne, run_dir, "analyses/tsne/tsne_outputs.png",
+        report,
+        tsne,
+        run_dir,
+        "analyses/tsne/tsne_outputs.png",
         "Fig. 9: each test PE's model output (the GRU's final state), coloured by the PE's type.",
         analysis_missing("tsne", "Figure 9 (t-SNE of outputs)"),
     )
     report.sections.append(tsne)
 
     ablation = _md_file_section(
-        report, "Counterfactual modality ablation", "ablation", analyses / "ablation" / "ablation.md", "ablation",
+        report,
+        "Counterfactual modality ablation",
+        "ablation",
+        analyses / "ablation" / "ablation.md",
+        "ablation",
         analysis_missing("ablation", "The modality ablation"),
     )
     if (run_dir / "analyses/ablation/ablation.png").exists():
         _image(
-            report, ablation, run_dir, "analyses/ablation/ablation.png",
-            "Paired change when one modality of the intersection test PEs is hidden (95 % bootstrap CI).", "",
+            report,
+            ablation,
+            run_dir,
+            "analyses/ablation/ablation.png",
+            "Paired change when one modality of the intersection test PEs is hidden (95 % bootstrap CI).",
+            "",
         )
     report.sections.append(ablation)
 
@@ -565,7 +625,10 @@ def _md_table(frame: pd.DataFrame) -> str:
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "|".join(["---"] * len(frame.columns)) + "|"]
+    lines = [
+        "| " + " | ".join(cell(c) for c in frame.columns) + " |",
+        "|" + "|".join(["---"] * len(frame.columns)) + "|",
+    ]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
@@ -588,7 +651,16 @@ def to_markdown(report: Report) -> str:
             elif kind == "image":
                 out += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
             elif kind == "code":
-                out += [f"<details><summary>{block[2]}</summary>", "", "```", block[1].rstrip(), "```", "", "</details>", ""]
+                out += [
+                    f"<details><summary>{block[2]}</summary>",
+                    "",
+                    "```",
+                    block[1].rstrip(),
+                    "```",
+                    "",
+                    "</details>",
+                    "",
+                ]
             elif kind == "missing":
                 out += [f"> **Not available.** {block[1]}", ""]
             elif kind == "list":
@@ -671,10 +743,14 @@ def to_html(report: Report) -> str:
         f"<title>{html.escape(report.title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1>",
-        "<nav>" + "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in report.sections) + "</nav>",
+        "<nav>"
+        + "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in report.sections)
+        + "</nav>",
     ]
     for section in report.sections:
-        parts.append(f'<section id="{section.anchor}"><h{section.level}>{html.escape(section.title)}</h{section.level}>')
+        parts.append(
+            f'<section id="{section.anchor}"><h{section.level}>{html.escape(section.title)}</h{section.level}>'
+        )
         for block in section.blocks:
             kind = block[0]
             if kind == "p":
@@ -693,7 +769,9 @@ def to_html(report: Report) -> str:
                     f"<code>{html.escape(block[1])}</code></figcaption></figure>"
                 )
             elif kind == "code":
-                parts.append(f"<details><summary>{html.escape(block[2])}</summary><pre>{html.escape(block[1])}</pre></details>")
+                parts.append(
+                    f"<details><summary>{html.escape(block[2])}</summary><pre>{html.escape(block[1])}</pre></details>"
+                )
             elif kind == "missing":
                 parts.append(f'<div class="missing"><b>Not available.</b> {_inline(block[1])}</div>')
             elif kind == "list":

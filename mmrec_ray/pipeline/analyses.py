@@ -101,7 +101,9 @@ def run_shuffle_fits(
         for name in registry.dependency_order(names):
             params.setdefault(name, fitting.base_params(cfg, name))
         plans[seed] = params
-    log(f"  analyses: shuffle study, {len(names)} model(s) x {len(seeds)} seed(s) {'on Ray' if use_ray else 'locally'}")
+    log(
+        f"  analyses: shuffle study, {len(names)} model(s) x {len(seeds)} seed(s) {'on Ray' if use_ray else 'locally'}"
+    )
     if not use_ray:
         for seed, params in plans.items():
             started = time.perf_counter()

@@ -48,12 +48,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mmrec_ray.embed.encoder import PACKAGED_ENCODER, SentenceEncoder, resolve_encoder
+from mmrec_ray.embed.stage_output import MANIFEST, OUTPUT_DIR
+from mmrec_ray.embed.stage_output import TEXT_FILE as DEFAULT_TEXT
+from mmrec_ray.embed.stage_output import file_fingerprint as _fingerprint
 from mmrec_ray.errors import DataError, MmrecError
 
 TEXT_COLUMNS = ("conversation_id", "sentence_number", "sentence_speaker", "text")
-DEFAULT_TEXT = Path("prepared") / "parquet" / "conversation_text.parquet"
-OUTPUT_DIR = Path("prepared") / "parquet" / "conversation_embeddings"
-MANIFEST = "_embed_manifest.json"
+__all__ = ["DEFAULT_TEXT", "MANIFEST", "OUTPUT_DIR", "run_embed", "read_embeddings", "check_resources"]
 
 
 @dataclass
@@ -189,15 +190,6 @@ def _read_text(path: Path):
     if missing:
         raise DataError(str(path), f"missing column (expected: {', '.join(TEXT_COLUMNS)})", column=missing[0])
     return ray.data.read_parquet(str(path), columns=list(TEXT_COLUMNS))
-
-
-def _fingerprint(path: Path) -> dict:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {
-        "path": str(path.resolve()),
-        "bytes": sum(p.stat().st_size for p in files),
-        "mtime": max((p.stat().st_mtime for p in files), default=0),
-    }
 
 
 def read_embeddings(output_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

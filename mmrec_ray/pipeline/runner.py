@@ -1,4 +1,9 @@
-"""`mmrec run`: the whole pipeline — generate (synthetic) → prepare → embed → tune → fit → aggregate.
+"""`mmrec run`: the whole pipeline — generate (synthetic) → prepare → embed → tensors → tune → fit → aggregate.
+
+With text and no embedding CSVs (the demo), ``prepare`` only validates and writes the canonical Parquet, the
+Ray Data ``embed`` stage computes the sentence embeddings from ``conversation_text.parquet``, and ``tensors``
+(``prepare --embeddings embed-stage``) builds the model-ready tensors from the parts it wrote. With embedding
+CSVs (the released data) ``prepare`` does everything and ``embed``/``tensors`` have nothing to do.
 
 Each stage is skipped when its outputs exist, so a re-run of a finished run does nothing and a re-run after a
 crash redoes only what is missing (stages here; trials and seeds inside tune and fit). One progress line per
@@ -21,7 +26,7 @@ from mmrec_ray.config import ExperimentConfig
 from mmrec_ray.pipeline import ray_env
 from mmrec_ray.pipeline.manifest import Manifest
 
-STAGES = ("generate", "prepare", "embed", "tune", "fit", "aggregate", "analyses", "report")
+STAGES = ("generate", "prepare", "embed", "tensors", "tune", "fit", "aggregate", "analyses", "report")
 
 
 def _command(name: str, argv: list[str]) -> int:
@@ -55,10 +60,19 @@ class Pipeline:
         if not self._ray_started:
             self._ray_started = ray_env.init_ray()
 
-    def _stage(self, name: str, needed: bool, action: Callable[[], str | None]) -> None:
+    @property
+    def embeds_text(self) -> bool:
+        """The data has sentence text but no embedding CSVs: the embed stage computes the embeddings."""
+        from mmrec_ray.data.released import TEXT_FILE, find_embedding_parts
+
+        return (self.data_dir / TEXT_FILE).is_file() and not find_embedding_parts(self.data_dir)
+
+    def _stage(
+        self, name: str, needed: bool, action: Callable[[], str | None], skip_note: str = "outputs exist"
+    ) -> None:
         started = time.perf_counter()
         if not needed:
-            status, note = "skipped", "outputs exist"
+            status, note = "skipped", skip_note
         else:
             note = action() or ""
             status = "done"
@@ -84,23 +98,37 @@ class Pipeline:
             from mmrec_ray.errors import ConfigError
 
             raise ConfigError("data.source=released needs data.path (the folder with the released CSV files)")
-        e = self.cfg.embed
-        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), "--encoder", e.encoder]
-        argv += ["--batch-size", str(e.batch_size), "--max-length", str(e.max_length)]
+        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir)]
         needed = not (self.tensors_dir / "meta.json").exists()
+        if self.embeds_text:  # phase 1 only; the embed stage and `tensors` follow
+            argv.append("--canonical-only")
+            needed = needed and not (self.run_dir / "prepared" / "canonical.json").exists()
         self._stage("prepare", needed, lambda: _command("prepare", argv) and None)
 
     def embed(self) -> None:
-        parquet = self.run_dir / "prepared" / "parquet"
-        needed = (parquet / "conversation_text.parquet").exists() and not (
-            parquet / "conversation_embeddings"
-        ).exists()
+        from mmrec_ray.embed import stage_output
+
+        e = self.cfg.embed
+        text = self.embeds_text
+        needed = (
+            text
+            and not (self.tensors_dir / "meta.json").exists()
+            and not stage_output.is_current(self.run_dir, e.encoder, e.max_length)
+        )
 
         def action():
             self._ray()
             _command("embed", ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")])
 
-        self._stage("embed", needed, action)
+        self._stage("embed", needed, action, "outputs exist" if text else "embeddings come with the data")
+
+    def tensors(self) -> None:
+        """Phase 2 of prepare: the model-ready tensors from the embed stage's parts (text data only)."""
+        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), "--embeddings", "embed-stage"]
+        text = self.embeds_text
+        needed = text and not (self.tensors_dir / "meta.json").exists()
+        note = "outputs exist" if text else "built by prepare"
+        self._stage("tensors", needed, lambda: _command("prepare", argv) and None, note)
 
     def tune(self) -> dict:
         from mmrec_ray.pipeline import tune
@@ -134,7 +162,7 @@ class Pipeline:
         predictions = list((self.run_dir / "predictions").glob("*.parquet"))
         newest = max((p.stat().st_mtime for p in predictions), default=0.0)
         needed = not results.exists() or results.stat().st_mtime < newest
-        argv = ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")]
+        argv = ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml"), "--no-table"]
         self._stage("aggregate", needed, lambda: _command("aggregate", argv) and None)
 
     def analyses(self) -> None:
@@ -169,6 +197,7 @@ class Pipeline:
             self.generate()
             self.prepare()
             self.embed()
+            self.tensors()
             best = self.tune()
             self.fit(best)
             self.aggregate()
@@ -227,14 +256,18 @@ def run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = pr
         if stage == "prepare":
             pipeline.generate()
             pipeline.prepare()
-        elif stage == "embed":
+        elif stage in ("embed", "tensors"):  # the embed job also finishes the tensors it feeds
             pipeline.embed()
+            pipeline.tensors()
         elif stage == "tune":
             pipeline.tune()
         elif stage == "fit":
             pipeline.fit(_best(pipeline))
         elif stage == "aggregate":
             pipeline.aggregate()
+            table = pipeline.run_dir / "results" / "table3.md"
+            if table.exists():
+                log(table.read_text())
         elif stage == "analyses":
             pipeline.analyses()
         elif stage == "report":

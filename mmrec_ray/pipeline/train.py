@@ -59,9 +59,13 @@ def is_done(cfg: ExperimentConfig, run_dir: Path) -> bool:
 # --------------------------------------------------------------------------------------------------- worker
 def _train_loop(config: dict[str, Any]) -> None:
     """Ray Train worker: fit the seed's missing models in dependency order; report after each one."""
+    import logging
+
     import ray
     import ray.train
 
+    # Train logs two INFO lines per report (checkpoint created, result reported); our one line per model says it.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     seed = config["seed"]
     training = TrainingConfig(**config["training"])
     data: PreparedData = ray.get(config["data"])
@@ -77,10 +81,12 @@ def _train_loop(config: dict[str, Any]) -> None:
             with previous.as_directory() as directory:
                 for file in Path(directory).iterdir():
                     shutil.copy(file, cumulative / file.name)
+        restored = []  # models of an interrupted earlier attempt, taken from its checkpoint, not refitted
         for name in config["models"]:
             model_file = cumulative / f"{name}.pt"
             if model_file.exists():
                 fitted[name] = fitting.load_checkpoint_bytes(model_file.read_bytes(), store, training)
+                restored.append(name)
                 continue
             started = time.perf_counter()
             params = ModelParams(**config["params"][name])
@@ -99,13 +105,22 @@ def _train_loop(config: dict[str, Any]) -> None:
                 f"fit {name} seed {seed}: {seconds:.1f}s, best epoch {result.best_epoch}, val_loss {loss:.4f}"
             )
             ray.train.report(
-                {"model": name, "seed": seed, "best_val_loss": loss, "fit_seconds": seconds},
+                {
+                    "model": name,
+                    "seed": seed,
+                    "best_val_loss": loss,
+                    "fit_seconds": seconds,
+                    "restored": ",".join(restored),
+                },
                 checkpoint=ray.train.Checkpoint.from_directory(cumulative),
             )
 
 
-def _drive(config: dict[str, Any], storage: str, run_name: str, cpus: float, gpus: float) -> dict[str, tuple]:
-    """Build and run one seed's TorchTrainer; return {model: (checkpoint bytes, predictions frame or None)}."""
+def _drive(
+    config: dict[str, Any], storage: str, run_name: str, cpus: float, gpus: float
+) -> tuple[dict[str, tuple], list[str]]:
+    """Build and run one seed's TorchTrainer; return ({model: (checkpoint bytes, predictions frame or None)},
+    the models it took from an interrupted earlier attempt's checkpoint instead of fitting them)."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -122,8 +137,9 @@ def _drive(config: dict[str, Any], storage: str, run_name: str, cpus: float, gpu
     )
     result = trainer.fit()
     out: dict[str, tuple] = {}
+    restored = [n for n in str((result.metrics or {}).get("restored") or "").split(",") if n]
     if result.checkpoint is None:
-        return out
+        return out, restored
     with result.checkpoint.as_directory() as directory:
         for name in config["models"]:
             model_file = Path(directory) / f"{name}.pt"
@@ -134,7 +150,7 @@ def _drive(config: dict[str, Any], storage: str, run_name: str, cpus: float, gpu
                 model_file.read_bytes(),
                 pd.read_parquet(frame_file) if frame_file.exists() else None,
             )
-    return out
+    return out, restored
 
 
 # --------------------------------------------------------------------------------------------------- stage
@@ -180,14 +196,31 @@ def run_fit(
         )
         in_flight[ref] = (seed, time.perf_counter())
     written = 0
+    failures: dict[int, BaseException] = {}
     while in_flight:
         ready, _ = ray.wait(list(in_flight), num_returns=1)
         seed, started = in_flight.pop(ready[0])
-        outputs = ray.get(ready[0])
+        try:
+            outputs, restored = ray.get(ready[0])
+        except Exception as exc:  # the other seeds finish and are written; a re-run resumes this one
+            failures[seed] = exc
+            log(f"  fit seed {seed}: FAILED after {time.perf_counter() - started:.0f}s: {exc}")
+            continue
         for name, (payload, frame) in outputs.items():
             atomic_write(checkpoint_path(run_dir, name, seed), lambda p, b=payload: p.write_bytes(b))
             if frame is not None:
                 write_test_predictions(predictions_path(run_dir, name, seed), frame)
             written += 1
-        log(f"  fit seed {seed}: {len(outputs)} models in {time.perf_counter() - started:.0f}s")
+        resumed = (
+            f" (resumed {', '.join(restored)} from an interrupted attempt's checkpoint)" if restored else ""
+        )
+        log(f"  fit seed {seed}: {len(outputs)} models in {time.perf_counter() - started:.0f}s{resumed}")
+    if failures:
+        from mmrec_ray.errors import MmrecError
+
+        seed, first = next(iter(failures.items()))
+        raise MmrecError(
+            f"fit failed for seed(s) {sorted(failures)} ({written} other (model, seed) fits were written); "
+            f"re-run to resume from the last checkpoint. First error (seed {seed}): {first}"
+        ) from first
     return written

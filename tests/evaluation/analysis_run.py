@@ -17,7 +17,14 @@ from mmrec_ray.training.runner import (
 )
 from tests.models.conftest import make_prepared, small_params
 
-RUN_MODELS = ("popular", "conversation", "late_fusion", "keyword", "latent_feature", "relative_representation")
+RUN_MODELS = (
+    "popular",
+    "conversation",
+    "late_fusion",
+    "keyword",
+    "latent_feature",
+    "relative_representation",
+)
 TRAINING = TrainingConfig(max_epochs=2, patience=2, device="cpu", num_threads=1)
 
 

@@ -49,10 +49,21 @@ def test_shuffle_permutes_each_pe_and_only_the_event_order(data):
         assert (new_kind[pe, n:] == EVENT_PAD).all() and (new_row[pe, n:] == -1).all()
     assert changed > data.num_pes // 4  # most multi-event PEs really change order
     # Nothing but the order changes.
-    for name in ("n_events", "has_conversation", "has_session", "subset", "targets", "post_filter", "is_test"):
+    for name in (
+        "n_events",
+        "has_conversation",
+        "has_session",
+        "subset",
+        "targets",
+        "post_filter",
+        "is_test",
+    ):
         np.testing.assert_array_equal(getattr(shuffled, name), getattr(data, name), err_msg=name)
     np.testing.assert_array_equal(shuffled.pe_conversation_embedding, data.pe_conversation_embedding)
-    assert shuffled.session_tags is data.session_tags and shuffled.conversation_embedding is data.conversation_embedding
+    assert (
+        shuffled.session_tags is data.session_tags
+        and shuffled.conversation_embedding is data.conversation_embedding
+    )
     # The input arrays are not modified in place.
     np.testing.assert_array_equal(np.asarray(data.event_kind), kind)
     np.testing.assert_array_equal(np.asarray(data.event_row), row)
@@ -89,13 +100,17 @@ def test_keep_most_recent_keeps_the_last_n_events_of_test_pes(data, n):
     # Some test PE really lost events, and its PE-level conversation vector is the sentence-weighted mean of
     # the conversations it kept (zero when none is left).
     test = data.test_indices()
-    assert (np.asarray(truncated.n_events)[test] < np.asarray(data.n_events)[test]).any() or n >= data.max_events
+    assert (
+        np.asarray(truncated.n_events)[test] < np.asarray(data.n_events)[test]
+    ).any() or n >= data.max_events
     for pe in test:
         rows = [r for k, r in events_of(truncated, pe) if k == EVENT_CONVERSATION]
         if rows:
             weights = data.conversation_n_sentences[rows].astype(np.float64)
             expected = (weights[:, None] * data.conversation_embedding[rows]).sum(0) / weights.sum()
-            np.testing.assert_allclose(truncated.pe_conversation_embedding[pe], expected, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                truncated.pe_conversation_embedding[pe], expected, rtol=1e-5, atol=1e-6
+            )
         else:
             assert not truncated.pe_conversation_embedding[pe].any()
 
@@ -127,7 +142,9 @@ def test_hide_modality_removes_exactly_one_modality_of_the_selected_pes(data, mo
     other = "has_session" if modality == "conversation" else "has_conversation"
     assert not np.asarray(getattr(hidden, flag))[mask].any()
     assert np.asarray(getattr(hidden, other))[mask].all()
-    np.testing.assert_array_equal(np.asarray(getattr(hidden, flag))[~mask], np.asarray(getattr(data, flag))[~mask])
+    np.testing.assert_array_equal(
+        np.asarray(getattr(hidden, flag))[~mask], np.asarray(getattr(data, flag))[~mask]
+    )
     if modality == "conversation":
         assert not np.asarray(hidden.pe_conversation_embedding)[mask].any()
     else:
@@ -140,7 +157,7 @@ def test_hide_modality_removes_exactly_one_modality_of_the_selected_pes(data, mo
 @pytest.fixture(scope="module")
 def fitted_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("analyses_run")
-    data = build_fitted_run(root)
+    build_fitted_run(root)
     return root, PreparedData.load(root / "prepared" / "tensors")
 
 
@@ -149,7 +166,9 @@ def test_shuffle_study_retrains_on_shuffled_events_and_writes_table4(fitted_run)
     names = ["keyword", "relative_representation"]
     for seed in (0, 1):
         params = A.fitted_params(root, names, seed)
-        assert params["keyword"] == small_params("keyword")  # the main run's hyperparameters, from its checkpoint
+        assert params["keyword"] == small_params(
+            "keyword"
+        )  # the main run's hyperparameters, from its checkpoint
         frames = A.fit_shuffled_seed(data, names, seed, params, TRAINING, shuffle_seed=0)
         assert set(frames) == set(names)
         A.write_shuffled_predictions(root, seed, frames)
@@ -166,28 +185,40 @@ def test_shuffle_study_retrains_on_shuffled_events_and_writes_table4(fitted_run)
     assert (out / "table4.tex").read_text().startswith(r"\begin{table*}")
     rows = pd.read_csv(out / "table4.csv")
     assert set(rows["order"]) == {"original", "shuffled"} and set(rows["subset"]) == {
-        "union", "conversations_only", "sessions_only", "intersection"
+        "union",
+        "conversations_only",
+        "sessions_only",
+        "intersection",
     }
     # The original row is the main run's evaluation; the relative change follows from the two means.
     expected = evaluate(data, [predictions_path(root, "keyword", s) for s in (0, 1)], (3,)).metrics
     union_map = expected.query("subset == 'union' and metric == 'map'")["value"].mean()
     got = rows.query("model == 'keyword' and order == 'original' and subset == 'union' and metric == 'map'")
     assert got["mean"].iloc[0] == pytest.approx(union_map)
-    shuffled_row = rows.query("model == 'keyword' and order == 'shuffled' and subset == 'union' and metric == 'map'")
+    shuffled_row = rows.query(
+        "model == 'keyword' and order == 'shuffled' and subset == 'union' and metric == 'map'"
+    )
     assert shuffled_row["relative_change_pct"].iloc[0] == pytest.approx(
         (shuffled_row["mean"].iloc[0] - union_map) / union_map * 100, abs=1e-6
     )
-    assert 0 <= shuffled_row["p_value"].iloc[0] <= 1 and table.models == ["keyword", "relative_representation"]
+    assert 0 <= shuffled_row["p_value"].iloc[0] <= 1 and table.models == [
+        "keyword",
+        "relative_representation",
+    ]
 
 
 def test_number_of_events_uses_checkpoints_and_all_events_reproduce_the_run(fitted_run):
     root, data = fitted_run
-    frame = A.number_of_events(root, ["keyword", "latent_feature"], max_events=data.max_events, data=data, echo=None)
+    frame = A.number_of_events(
+        root, ["keyword", "latent_feature"], max_events=data.max_events, data=data, echo=None
+    )
     assert sorted(frame["n_events_kept"].unique()) == list(range(1, data.max_events + 1))
     assert (root / "analyses" / "num_events" / "map_by_events.png").read_bytes()[:4] == b"\x89PNG"
     full = evaluate(data, [predictions_path(root, "keyword", s) for s in (0, 1)], (3,)).metrics
     for subset in ("union", "intersection"):
-        at_max = frame.query(f"model == 'keyword' and n_events_kept == {data.max_events} and subset == '{subset}'")
+        at_max = frame.query(
+            f"model == 'keyword' and n_events_kept == {data.max_events} and subset == '{subset}'"
+        )
         for metric in ("hr", "map"):
             got = at_max[at_max["metric"] == metric].sort_values("seed")["value"].to_numpy()
             want = full.query(f"subset == '{subset}' and metric == '{metric}'").sort_values("seed")["value"]
@@ -211,7 +242,10 @@ def test_tsne_inputs_and_outputs(fitted_run):
     latent = A.input_representation("latent_feature", latent_model, store, kinds, rows)
     assert latent.shape == (60, small_params("latent_feature").units) and np.abs(latent).max() <= 1.0  # tanh
     outputs, what = A.output_representation(latent_model, store, data.test_indices())
-    assert outputs.shape == (len(data.test_indices()), small_params("latent_feature").units) and what == "final GRU state"
+    assert (
+        outputs.shape == (len(data.test_indices()), small_params("latent_feature").units)
+        and what == "final GRU state"
+    )
 
     inputs = A.tsne_inputs(root, A.JOINT_MODELS, max_points=80, data=data, echo=None)
     assert set(inputs["model"]) == set(A.JOINT_MODELS) and (inputs.groupby("model").size() == 80).all()

@@ -1,4 +1,3 @@
-import os
 import time
 
 import numpy as np
@@ -28,22 +27,6 @@ def _text_frame(n=60, seed=0):
             )
         )
     return pd.DataFrame(rows, columns=["conversation_id", "sentence_number", "sentence_speaker", "text"])
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    from mmrec_ray.pipeline.ray_env import configure_environment
-
-    configure_environment()
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-        yield ray
-        ray.shutdown()
-    else:
-        yield ray
 
 
 @pytest.fixture(scope="module")
