@@ -121,8 +121,8 @@ SPEAKERS = ("user", "agent")
 class SyntheticParams:
     """Knobs of the generator. Signal strengths first (the ones to calibrate), then shapes."""
 
-    session_signal: float = 0.45  # P(a new session is about the PE's need) for the event right before purchase;
-    # calibrated (docs/calibration.md): 0.6 put Web Session at HR@3 0.76 on sessions-only at scale 0.2 (paper 0.66)
+    # Calibrated in docs/calibration.md: 0.6 put Web Session at HR@3 0.76 on sessions-only at scale 0.2 (paper 0.66).
+    session_signal: float = 0.45  # P(a new session is about the PE's need), event right before purchase
     conversation_signal: float = 0.65  # same for a new conversation
     recency_decay: float = 0.85  # the P above is multiplied by this per event further back in time
     reveal_primary: float = 0.75  # an informative event shows the primary item (else another purchased item)

@@ -17,6 +17,13 @@ Stage 3 — joint model: each event becomes its cosine similarities to the ancho
 modality (eqs. 11–12), (|X|,), plus the is_conversation flag -> (B, T, |X| + 1) -> masked GRU(units) ->
 Dropout -> Dense(units, ReLU) -> Linear(J).
 
+Feature scaling (documented deviation): the raw cosine similarities of tanh latents are all large and alike
+(measured on generated data at scale 0.2: 0.84 ± 0.06 per anchor), and with them the joint GRU never left the
+item prior (validation loss flat at the Popular level, HR@3 equal to Popular's). Each anchor dimension is
+therefore standardised with the mean and standard deviation of that modality's similarities over the events of
+the fitting PEs (never validation or test); the statistics are part of the saved state. This is an affine map
+per input dimension, so the representation is still relative (eqs. 11-12) and carries the same information.
+
 Anchor quota (documented choice): equal per item class. The |X| anchors are split as evenly as possible over
 the item classes that have candidates (⌊|X|/K⌋ each, the remainder of one extra each going to classes drawn
 at random with the run's seed); a PE that bought several items is a candidate of each of them but is drawn at
@@ -308,22 +315,45 @@ class RelativeRepresentationRecommender(Recommender):
         self.anchor_latent: dict[str, torch.Tensor] = {}  # modality -> (|X|, H)
         self.anchors: Anchors | None = None
         self._tables: tuple[FeatureStore, torch.Tensor, torch.Tensor] | None = None
+        self.scaling: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # modality -> (mean, std) per anchor
 
     # -- features
     def relative_tables(self, store: FeatureStore) -> tuple[torch.Tensor, torch.Tensor]:
         """(conversation (C+1, |X|), session (S+1, |X|)) relative representations of every event of ``store``;
         computed once per store (the encoders are frozen)."""
         if self._tables is None or self._tables[0] is not store:
-            conversation = relative_table(
-                self.encoders.latent("conversation", store.conversation_table[:-1]),
-                self.anchor_latent["conversation"].to(store.device),
-            )
-            session = relative_table(
-                self.encoders.latent("session", store.session_table[:-1]),
-                self.anchor_latent["session"].to(store.device),
-            )
+            conversation = self._standardise("conversation", self.raw_relative_table(store, "conversation"))
+            session = self._standardise("session", self.raw_relative_table(store, "session"))
             self._tables = (store, conversation, session)
         return self._tables[1], self._tables[2]
+
+    def raw_relative_table(self, store: FeatureStore, modality: str) -> torch.Tensor:
+        """Eqs. (11)/(12) for every row of one modality's table: (R+1, |X|) with a trailing zero padding row."""
+        table = store.conversation_table if modality == "conversation" else store.session_table
+        return relative_table(
+            self.encoders.latent(modality, table[:-1]), self.anchor_latent[modality].to(store.device)
+        )
+
+    def fit_scaling(self, store: FeatureStore, pe_indices: np.ndarray) -> None:
+        """Per-anchor mean and std of each modality's similarities over the events of ``pe_indices``."""
+        data = store.data
+        kinds = np.asarray(data.event_kind)[pe_indices]
+        rows = np.asarray(data.event_row)[pe_indices]
+        self.scaling = {}
+        for modality, kind in (("conversation", EVENT_CONVERSATION), ("session", EVENT_SESSION)):
+            used = np.unique(rows[kinds == kind])
+            similarity = self.raw_relative_table(store, modality)[torch.as_tensor(used, device=store.device)]
+            if len(used) < 2:  # too few events to estimate a spread: leave that modality unscaled
+                mean = similarity.new_zeros(similarity.shape[1])
+                std = similarity.new_ones(similarity.shape[1])
+            else:
+                mean, std = similarity.mean(0), similarity.std(0).clamp_min(1e-6)
+            self.scaling[modality] = (mean.detach().cpu(), std.detach().cpu())
+
+    def _standardise(self, modality: str, table: torch.Tensor) -> torch.Tensor:
+        mean, std = (value.to(table.device) for value in self.scaling[modality])
+        body = (table[:-1] - mean) / std
+        return torch.cat([body, table[-1:]])  # the padding row stays zero
 
     def event_features(self, batch: Batch) -> torch.Tensor:
         """(B, T, |X| + 1): eq. (11) at conversation steps, eq. (12) at session steps, zeros at padding; then
@@ -361,6 +391,7 @@ class RelativeRepresentationRecommender(Recommender):
             "session": self.encoders.latent("session", store.session_table[session_rows.to(store.device)]),
         }
         self._tables = None
+        self.fit_scaling(store, fit_part)
         seed_everything(self.seed)
         self.network = self.build_network(store, len(self.anchors.pes))
         outcome = fit_network(self, self.network, self.logits_loss, store, train_indices, "joint", callback)
@@ -395,6 +426,7 @@ class RelativeRepresentationRecommender(Recommender):
             "anchor_pes": self.anchors.pes.copy(),
             "anchor_classes": self.anchors.classes.copy(),
             "anchors_requested": int(self.anchors.requested),
+            "scaling": {key: (mean.clone(), std.clone()) for key, (mean, std) in self.scaling.items()},
             "encoders": snapshot(self.encoders),
         }
 
@@ -406,6 +438,7 @@ class RelativeRepresentationRecommender(Recommender):
             classes=np.asarray(state["anchor_classes"]),
             requested=int(state["anchors_requested"]),
         )
+        self.scaling = {key: (mean, std) for key, (mean, std) in state["scaling"].items()}
         self._tables = None
         self.network = self.build_network(store, len(self.anchors.pes))
         self.network.load_state_dict(state["network"])

@@ -65,7 +65,12 @@ def _train_loop(config: dict[str, Any]) -> None:
     import ray.train
 
     # Train logs two INFO lines per report (checkpoint created, result reported); our one line per model says it.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    for name in (
+        "ray.train",
+        "ray.train.v2._internal.execution.storage",
+        "ray.train.v2._internal.execution.context",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
     seed = config["seed"]
     training = TrainingConfig(**config["training"])
     data: PreparedData = ray.get(config["data"])

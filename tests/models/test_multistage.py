@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmrec_ray.config import ModelParams
 from mmrec_ray.data.features import FeatureStore
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION
 from mmrec_ray.models import registry
@@ -172,7 +173,8 @@ def test_relative_representation_reuses_frozen_encoders_across_anchor_counts(tin
         assert model.encoders is encoders
         assert fit_result.extra["num_anchors_used"] == count
         assert model.network.encoder.input_size == count + 1  # |X| similarities + is_conversation
-        conversation_table, session_table = model.relative_tables(store)
+        conversation_table = model.raw_relative_table(store, "conversation")
+        session_table = model.raw_relative_table(store, "session")
         assert conversation_table.shape == (store.conversation_table.shape[0], count)
         assert session_table.shape == (store.session_table.shape[0], count)
         # Eqs. (11)-(12): cosine similarities, and an anchor's own event is similar 1 to itself.
@@ -309,3 +311,29 @@ def _flatten(state, prefix=""):
     elif isinstance(state, np.ndarray):
         out[prefix] = torch.as_tensor(state.copy())
     return out
+
+
+def test_relative_features_are_standardised_on_fitting_events_only(tiny_data, fast_training):
+    """The GRU input is each anchor's similarity standardised with statistics of the fitting PEs' events."""
+    store = FeatureStore(tiny_data)
+    model_params = ModelParams(batch_size=32, units=8, dropout=0.2, num_anchors=4)
+    encoders, _ = fit_one(ENCODERS, 0, store, model_params, fast_training, {})
+    model, _ = fit_one("relative_representation", 0, store, model_params, fast_training, {ENCODERS: encoders})
+    fit_part, _ = tiny_data.split_validation(
+        tiny_data.train_indices("all"), fast_training.validation_fraction
+    )
+    kinds, rows = tiny_data.event_kind[fit_part], tiny_data.event_row[fit_part]
+    session_rows = torch.as_tensor(np.unique(rows[kinds == EVENT_SESSION]))
+    raw = model.raw_relative_table(store, "session")
+    scaled = model.relative_tables(store)[1]
+    fitted = scaled[session_rows]
+    torch.testing.assert_close(fitted.mean(0), torch.zeros(fitted.shape[1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(fitted.std(0), torch.ones(fitted.shape[1]), atol=1e-3, rtol=0)
+    assert torch.equal(scaled[-1], torch.zeros(scaled.shape[1]))  # padding row stays zero
+    # test-PE events do not move the statistics: they equal those of the fitting events alone
+    mean, std = model.scaling["session"]
+    torch.testing.assert_close(mean, raw[session_rows].mean(0))
+    # and the scaling survives a checkpoint round trip
+    clone = type(model)(model.params, model.training, model.seed)
+    clone.load_state_dict(model.state_dict(), store)
+    torch.testing.assert_close(clone.relative_tables(store)[1], scaled)
