@@ -51,7 +51,7 @@ def _stop(marker: str) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.time() + 15
+        deadline = time.time() + 5
         while _pids_using(marker) and time.time() < deadline:
             time.sleep(0.5)
 
