@@ -68,12 +68,25 @@ class FeatureStore:
         generator: torch.Generator | None = None,
     ):
         """Yield Batches over ``indices``; shuffled with ``generator`` (seeded by the caller) when asked."""
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        if shuffle:
-            index = index[torch.randperm(len(index), generator=generator)]
-        index = index.to(self.device)
-        for start in range(0, len(index), batch_size):
-            yield Batch(self, index[start : start + batch_size])
+        for chunk in index_batches(indices, batch_size, self.device, shuffle, generator):
+            yield Batch(self, chunk)
+
+
+def index_batches(
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+):
+    """Yield (<= batch_size,) long tensors on ``device`` covering ``indices``, permuted on the CPU with
+    ``generator`` when asked, so that a seeded run draws the same batches on any device."""
+    index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+    if shuffle:
+        index = index[torch.randperm(len(index), generator=generator)]
+    index = index.to(device)
+    for start in range(0, len(index), batch_size):
+        yield index[start : start + batch_size]
 
 
 def _with_zero_row(table: torch.Tensor) -> torch.Tensor:

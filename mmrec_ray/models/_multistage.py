@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mmrec_ray.config import ModelParams, TrainingConfig, from_dict
-from mmrec_ray.data.features import FeatureStore
+from mmrec_ray.data.features import FeatureStore, index_batches
 from mmrec_ray.models import registry
 from mmrec_ray.models.base import Recommender
 
@@ -90,13 +90,8 @@ class EventExamples:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
     ):
-        # Same shuffling as FeatureStore.iterate, so a seeded run is repeatable.
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        if shuffle:
-            index = index[torch.randperm(len(index), generator=generator)]
-        index = index.to(self.device)
-        for start in range(0, len(index), batch_size):
-            chunk = index[start : start + batch_size]
+        # The batching of FeatureStore.iterate, so a seeded run is repeatable.
+        for chunk in index_batches(indices, batch_size, self.device, shuffle, generator):
             yield EventBatch(self.table[self.rows[chunk]], self.targets[self.pes[chunk]])
 
 

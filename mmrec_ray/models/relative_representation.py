@@ -327,11 +327,15 @@ class RelativeRepresentationRecommender(Recommender):
             self._tables = (store, conversation, session)
         return self._tables[1], self._tables[2]
 
-    def raw_relative_table(self, store: FeatureStore, modality: str) -> torch.Tensor:
-        """Eqs. (11)/(12) for every row of one modality's table: (R+1, |X|) with a trailing zero padding row."""
+    def raw_relative_table(
+        self, store: FeatureStore, modality: str, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Eqs. (11)/(12) for the rows ``rows`` (default: all) of one modality's table: (R+1, |X|) with a
+        trailing zero padding row."""
         table = store.conversation_table if modality == "conversation" else store.session_table
+        features = table[:-1] if rows is None else table[rows]
         return relative_table(
-            self.encoders.latent(modality, table[:-1]), self.anchor_latent[modality].to(store.device)
+            self.encoders.latent(modality, features), self.anchor_latent[modality].to(store.device)
         )
 
     def fit_scaling(self, store: FeatureStore, pe_indices: np.ndarray) -> None:
@@ -341,8 +345,8 @@ class RelativeRepresentationRecommender(Recommender):
         rows = np.asarray(data.event_row)[pe_indices]
         self.scaling = {}
         for modality, kind in (("conversation", EVENT_CONVERSATION), ("session", EVENT_SESSION)):
-            used = np.unique(rows[kinds == kind])
-            similarity = self.raw_relative_table(store, modality)[torch.as_tensor(used, device=store.device)]
+            used = torch.as_tensor(np.unique(rows[kinds == kind]), device=store.device)
+            similarity = self.raw_relative_table(store, modality, used)[:-1]
             if len(used) < 2:  # too few events to estimate a spread: leave that modality unscaled
                 mean = similarity.new_zeros(similarity.shape[1])
                 std = similarity.new_ones(similarity.shape[1])

@@ -11,6 +11,7 @@ than the checkpoints it reads is skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,7 +146,7 @@ def run_analyses(
     data = PreparedData.load(run_dir / "prepared" / "tensors", mmap=False)
     names = analysis_models(cfg)
     k, alpha = cfg.evaluation.main_k, cfg.evaluation.alpha
-    training = TrainingConfig(**{**fitting.params_to_dict(cfg.training), "device": "cpu"})
+    training = dataclasses.replace(cfg.training, device="cpu")
     done = []
     if "shuffle" in todo and names:
         use_ray = a.use_ray and ensure_ray is not None

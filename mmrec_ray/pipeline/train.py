@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -29,7 +30,13 @@ from mmrec_ray.io import atomic_write
 from mmrec_ray.models import registry
 from mmrec_ray.pipeline import fitting
 from mmrec_ray.pipeline.ray_env import ray_storage_path
-from mmrec_ray.training.runner import checkpoint_path, predictions_path, write_test_predictions
+from mmrec_ray.training.runner import (
+    checkpoint_path,
+    fit_one,
+    predict_test,
+    predictions_path,
+    write_test_predictions,
+)
 
 
 def fit_models(cfg: ExperimentConfig) -> list[str]:
@@ -41,9 +48,7 @@ def final_params(cfg: ExperimentConfig, best: dict[str, dict[str, Any]], name: s
     params = fitting.base_params(cfg, name)
     chosen = best.get(name) or {}
     values = {f: chosen[f] for f in ModelParams.__dataclass_fields__ if chosen.get(f) is not None}
-    return from_dict(
-        ModelParams, {**fitting.params_to_dict(params), **values}, where=f"best config of {name}"
-    )
+    return from_dict(ModelParams, {**dataclasses.asdict(params), **values}, where=f"best config of {name}")
 
 
 def is_finished(run_dir: Path, name: str, seed: int) -> bool:
@@ -96,10 +101,10 @@ def _train_loop(config: dict[str, Any]) -> None:
             started = time.perf_counter()
             params = ModelParams(**config["params"][name])
             dependencies = {d: fitted[d] for d in registry.get(name).depends_on}
-            model, result = fitting.fit_model(name, seed, store, params, training, dependencies)
+            model, result = fit_one(name, seed, store, params, training, dependencies)
             fitted[name] = model
             if registry.get(name).reported:
-                frame = fitting.predictions_frame(model, store)
+                frame = predict_test(model, store)
                 frame.to_parquet(cumulative / f".{name}.parquet", index=False)
                 (cumulative / f".{name}.parquet").replace(cumulative / f"{name}.parquet")
             (cumulative / f".{name}.pt").write_bytes(fitting.checkpoint_bytes(model, result, training))
@@ -169,7 +174,7 @@ def run_fit(
     best = best or {}
     names = fit_models(cfg)
     training = fitting.trial_training(cfg.training, cfg.training.max_epochs, cfg.fit.cpus_per_worker)
-    params = {name: fitting.params_to_dict(final_params(cfg, best, name)) for name in names}
+    params = {name: dataclasses.asdict(final_params(cfg, best, name)) for name in names}
     plans = {}
     for seed in cfg.fit.seeds:
         missing = [n for n in names if not is_finished(run_dir, n, seed)]
@@ -192,7 +197,7 @@ def run_fit(
             "seed": seed,
             "models": missing,
             "params": {n: params[n] for n in missing},
-            "training": fitting.params_to_dict(training),
+            "training": dataclasses.asdict(training),
             "data": data_ref,
             "provided": {d: ray.put(checkpoint_path(run_dir, d, seed).read_bytes()) for d in provided},
         }

@@ -16,6 +16,7 @@ Outputs: ``RUN_DIR/tune/best_configs.yaml`` and ``RUN_DIR/tune/trials.csv`` (one
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import pickle
@@ -32,6 +33,7 @@ from mmrec_ray.io import atomic_write_parquet, atomic_write_text
 from mmrec_ray.models import registry
 from mmrec_ray.pipeline import fitting
 from mmrec_ray.pipeline.ray_env import ray_storage_path
+from mmrec_ray.training.runner import fit_one
 
 GRID_FIELDS = ("batch_size", "units", "dropout", "num_anchors")
 TRIAL_COLUMNS = ["model", "trial", *GRID_FIELDS, "best_val_loss", "epochs", "status"]
@@ -54,10 +56,10 @@ def dependency_levels(names: list[str]) -> list[list[str]]:
 def grid(cfg: ExperimentConfig, name: str) -> list[dict[str, Any]]:
     """The grid points of one model: the product of the TuneConfig lists of the fields it declares tunable.
     Empty when it has nothing to tune (Popular): it then keeps its configured parameters."""
-    fields = [f for f in GRID_FIELDS if f in fitting.tunable_fields(name)]
+    fields = [f for f in GRID_FIELDS if f in registry.get(name).tunable]
     if not fields:
         return []
-    base = fitting.params_to_dict(fitting.base_params(cfg, name))
+    base = dataclasses.asdict(fitting.base_params(cfg, name))
     points = []
     for values in itertools.product(*(getattr(cfg.tune, f) for f in fields)):
         points.append({**base, **dict(zip(fields, values))})
@@ -155,7 +157,7 @@ def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict
             }
         )
 
-    model, result = fitting.fit_model(name, 0, store, params, training, deps, report)
+    model, result = fit_one(name, 0, store, params, training, deps, report)
     best = result.best_validation_loss
     if not math.isfinite(best):
         best = progress["best"]
@@ -222,10 +224,10 @@ def _select(cfg: ExperimentConfig, name: str, trials: pd.DataFrame) -> dict[str,
     rows = trials[(trials["model"] == name) & trials["best_val_loss"].notna()]
     rows = rows[rows["best_val_loss"].apply(math.isfinite)]
     if rows.empty:
-        params = fitting.params_to_dict(fitting.base_params(cfg, name))
+        params = dataclasses.asdict(fitting.base_params(cfg, name))
         return {**params, "val_loss": None, "trial": None, "source": "configured (nothing to tune)"}
     row = rows.sort_values(["best_val_loss", "trial"], kind="stable").iloc[0]
-    params = fitting.params_to_dict(fitting.base_params(cfg, name))
+    params = dataclasses.asdict(fitting.base_params(cfg, name))
     for f in GRID_FIELDS:
         if not pd.isna(row[f]):
             params[f] = type(params[f])(row[f])
@@ -237,7 +239,7 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
 
     training = fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
     points = [
-        {"model": name, "params": point, "training": fitting.params_to_dict(training)}
+        {"model": name, "params": point, "training": dataclasses.asdict(training)}
         for name in names
         for point in grid(cfg, name)
     ]
@@ -340,7 +342,7 @@ def _fit_dependency(cfg, name, chosen, data_ref, dependency_payloads) -> bytes:
             for d in registry.get(name).depends_on
         }
         params = ModelParams(**{f: chosen[f] for f in ModelParams.__dataclass_fields__})
-        model, result = fitting.fit_model(name, 0, store, params, training, dependencies)
+        model, result = fit_one(name, 0, store, params, training, dependencies)
         return fitting.checkpoint_bytes(model, result, training)
 
     return ray.get(fit.remote(data_ref, dependency_payloads))

@@ -157,11 +157,12 @@ def environment() -> dict[str, str]:
     }
 
 
-def save_checkpoint(
-    run_dir: str | Path, recommender: Recommender, result: FitResult, training: TrainingConfig | None = None
-) -> Path:
-    """torch.save {model, seed, params, training, state, fit_result, environment} atomically."""
-    payload: dict[str, Any] = {
+def checkpoint_payload(
+    recommender: Recommender, result: FitResult, training: TrainingConfig | None = None
+) -> dict[str, Any]:
+    """{model, seed, params, training, state, fit_result, environment}: what a checkpoint holds, on disk or in
+    the Ray object store."""
+    return {
         "model": recommender.name,
         "seed": recommender.seed,
         "params": dataclasses.asdict(recommender.params),
@@ -170,6 +171,27 @@ def save_checkpoint(
         "fit_result": dataclasses.asdict(result),
         "environment": environment(),
     }
+
+
+def restore_checkpoint(
+    payload: dict[str, Any],
+    store: FeatureStore,
+    training: TrainingConfig | None = None,
+    where: str = "checkpoint",
+) -> tuple[Recommender, FitResult]:
+    """Rebuild a fitted recommender (with the params it was trained with) from ``checkpoint_payload``."""
+    params = from_dict(ModelParams, payload["params"], where=f"{where}: params")
+    training = training or from_dict(TrainingConfig, payload["training"], where=f"{where}: training")
+    recommender = registry.get(payload["model"])(params, training, int(payload["seed"]))
+    recommender.load_state_dict(payload["state"], store)
+    return recommender, FitResult(**payload["fit_result"])
+
+
+def save_checkpoint(
+    run_dir: str | Path, recommender: Recommender, result: FitResult, training: TrainingConfig | None = None
+) -> Path:
+    """torch.save ``checkpoint_payload`` atomically at ``checkpoint_path``."""
+    payload = checkpoint_payload(recommender, result, training)
     return atomic_write(
         checkpoint_path(run_dir, recommender.name, recommender.seed), lambda p: torch.save(payload, p)
     )
@@ -182,10 +204,6 @@ def load_checkpoint(
     path = checkpoint_path(run_dir, name, seed)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint for {name} seed {seed}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    params = from_dict(ModelParams, payload["params"], where=f"{path}: params")
-    training = training or from_dict(TrainingConfig, payload["training"], where=f"{path}: training")
-    recommender = registry.get(name)(params, training, int(payload["seed"]))
-    recommender.load_state_dict(payload["state"], store)
-    result = FitResult(**payload["fit_result"])
-    return recommender, result
+    return restore_checkpoint(
+        torch.load(path, map_location="cpu", weights_only=False), store, training, str(path)
+    )
