@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 
 from mmrec_ray.errors import ConfigError
+from mmrec_ray.models.registry import PAPER_MODELS
 
 T = TypeVar("T")
 
@@ -119,20 +120,7 @@ class ExperimentConfig:
     name: str = "demo"  # run name: stable, no timestamps, so re-runs resume
     run_dir: str = "runs/demo"  # every artifact of the run lives here (local path or URI)
     seed: int = 0  # global seed (vocab sampling, anchors, Tune search order)
-    models: list[str] = field(
-        default_factory=lambda: [
-            "popular",
-            "conversation",
-            "session",
-            "late_fusion",
-            "knowledge_distillation",
-            "generative_imputation",
-            "neutral_imputation",
-            "keyword",
-            "latent_feature",
-            "relative_representation",
-        ]
-    )  # which models run
+    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))  # which models run (paper order)
     hyperparameters: dict[str, ModelParams] = field(default_factory=dict)  # per model; missing = Table 2
     data: DataConfig = field(default_factory=DataConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)

@@ -130,12 +130,8 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
             ]
             rows = rows[(rows["model_a"] == best["model"]) | (rows["model_b"] == best["model"])]
             others = np.where(rows["model_a"] == best["model"], rows["model_b"], rows["model_a"])
-            significant = sorted(
-                set(others[rows["significant"].astype(bool).to_numpy()]), key=order_models_key
-            )
-            not_significant = sorted(
-                set(others[~rows["significant"].astype(bool).to_numpy()]), key=order_models_key
-            )
+            significant = order_models(others[rows["significant"].astype(bool).to_numpy()])
+            not_significant = order_models(others[~rows["significant"].astype(bool).to_numpy()])
             test = "McNemar" if metric == "hr" else "Wilcoxon signed-rank"
             holm_text = f"After Holm correction ({test}, alpha = {alpha:g})"
             if len(rows) and not significant:
@@ -230,12 +226,6 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
         if parts:
             out.append(f"Number of events (union, MAP@{main_k}): " + "; ".join(parts) + ".")
     return out
-
-
-def order_models_key(model: str) -> tuple[int, str]:
-    from mmrec_ray.evaluation.tables import MODEL_ORDER
-
-    return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), model)
 
 
 # --------------------------------------------------------------------------------------------- sections

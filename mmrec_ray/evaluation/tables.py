@@ -18,18 +18,11 @@ import numpy as np
 import pandas as pd
 
 from mmrec_ray.evaluation.statistics import seed_summary
+from mmrec_ray.models.registry import PAPER_BASELINES, PAPER_MODELS, PAPER_PROPOSED
 
-BASELINES = (
-    "popular",
-    "conversation",
-    "session",
-    "late_fusion",
-    "knowledge_distillation",
-    "generative_imputation",
-    "neutral_imputation",
-)
-PROPOSED = ("keyword", "latent_feature", "relative_representation")
-MODEL_ORDER = BASELINES + PROPOSED
+BASELINES = PAPER_BASELINES
+PROPOSED = PAPER_PROPOSED
+MODEL_ORDER = PAPER_MODELS
 DISPLAY_NAMES = {
     "popular": "Popular",
     "conversation": "Conversation",

@@ -5,6 +5,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+# The paper's ten models in its Table 3 order: the existing approaches (section 4.2), then the proposed ones
+# (section 4.3). Tables, figures and the default experiment list all follow this order.
+PAPER_BASELINES = (
+    "popular",
+    "conversation",
+    "session",
+    "late_fusion",
+    "knowledge_distillation",
+    "generative_imputation",
+    "neutral_imputation",
+)
+PAPER_PROPOSED = ("keyword", "latent_feature", "relative_representation")
+PAPER_MODELS = PAPER_BASELINES + PAPER_PROPOSED
+
 _REGISTRY: dict[str, type] = {}
 
 

@@ -17,19 +17,9 @@ from mmrec_ray.data.tensors import (
     PreparedData,
 )
 from mmrec_ray.evaluation.predictions import scores_to_frame, write_predictions
+from mmrec_ray.models.registry import PAPER_MODELS
 
-ALL_MODELS = (
-    "popular",
-    "conversation",
-    "session",
-    "late_fusion",
-    "knowledge_distillation",
-    "generative_imputation",
-    "neutral_imputation",
-    "keyword",
-    "latent_feature",
-    "relative_representation",
-)
+ALL_MODELS = PAPER_MODELS
 
 
 def tiny_prepared(n_pes: int = 12, n_test: int = 6, num_items: int = 4, seed: int = 0) -> PreparedData:
