@@ -224,6 +224,13 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
+def add_override_argument(parser, help: str = "override a config key, e.g. training.max_epochs=3") -> None:
+    """The repeatable ``--set KEY=VALUE`` option every command shares; values land in ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmrec_ray.config import add_override_argument
+
 HELP = "run the analyses (event-order shuffle, number of events, t-SNE, modality ablation) on a fitted run"
 ANALYSES = ("shuffle", "num_events", "tsne", "ablation")
 
@@ -25,14 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--local", action="store_true", help="retrain the shuffle study in-process, without Ray"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key",
-    )
+    add_override_argument(parser)
 
 
 def _config(args: argparse.Namespace):

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from mmrec_ray.config import ExperimentConfig, ModelParams, apply_overrides, from_dict, load_yaml
+from mmrec_ray.config import (
+    ExperimentConfig,
+    ModelParams,
+    add_override_argument,
+    apply_overrides,
+    from_dict,
+    load_yaml,
+)
 from mmrec_ray.data.features import FeatureStore
 from mmrec_ray.data.tensors import PreparedData
 from mmrec_ray.errors import ConfigError
@@ -43,13 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seeds", default=None, help="comma-separated seeds (default: the config's fit.seeds)"
     )
     parser.add_argument("--config", default=None, help="experiment config YAML (hyperparameters, training)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. units=64, training.max_epochs=3",
-    )
+    add_override_argument(parser, help="override, e.g. units=64, training.max_epochs=3")
 
 
 def _split_overrides(overrides: list[str]) -> tuple[dict, dict[str, dict], list[str]]:
@@ -87,7 +88,7 @@ def resolve(
             registry.get(name)
         except KeyError as exc:
             raise ConfigError(str(exc.args[0])) from None
-    everyone, per_model, rest = _split_overrides(args.set)
+    everyone, per_model, rest = _split_overrides(args.overrides)
     data = load_yaml(args.config) if args.config else {}
     apply_overrides(data, rest)
     cfg = from_dict(ExperimentConfig, data, where=str(args.config or "config"))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmrec_ray.commands._reading import add_reading_arguments, chunk_bytes
 from mmrec_ray.data.prepare import EMBEDDING_MODES, PrepareOptions, prepare
-from mmrec_ray.data.released import DEFAULT_CHUNK_BYTES
-from mmrec_ray.data.vocab import VOCAB_THRESHOLD
 
 HELP = "read a dataset folder (released format), validate it, write canonical Parquet and model-ready tensors"
 
@@ -34,15 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length", type=int, default=PrepareOptions.encoder_max_length, help="encoder max tokens"
     )
     parser.add_argument("--device", default="cpu", help="encoder device (cpu, cuda, auto)")
-    parser.add_argument(
-        "--chunk-mb",
-        type=float,
-        default=DEFAULT_CHUNK_BYTES / (1 << 20),
-        help="embedding CSV streaming block (MB)",
-    )
-    parser.add_argument(
-        "--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold"
-    )
+    add_reading_arguments(parser)
     parser.add_argument(
         "--canonical-only",
         action="store_true",
@@ -61,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     options = PrepareOptions(
         vocab_threshold=args.vocab_threshold,
-        chunk_bytes=int(args.chunk_mb * (1 << 20)),
+        chunk_bytes=chunk_bytes(args),
         encoder=args.encoder,
         encoder_batch_size=args.batch_size,
         encoder_max_length=args.max_length,

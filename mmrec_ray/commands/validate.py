@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from mmrec_ray.data.released import DEFAULT_CHUNK_BYTES
+from mmrec_ray.commands._reading import add_reading_arguments, chunk_bytes
 from mmrec_ray.data.validate import format_report, validate_dataset
-from mmrec_ray.data.vocab import VOCAB_THRESHOLD
 
 HELP = "validate a dataset folder (released format) and print a data-quality report"
 
@@ -18,20 +17,10 @@ HELP = "validate a dataset folder (released format) and print a data-quality rep
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder in the released format (SPEC 2.1)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--chunk-mb",
-        type=float,
-        default=DEFAULT_CHUNK_BYTES / (1 << 20),
-        help="embedding CSV streaming block (MB)",
-    )
-    parser.add_argument(
-        "--vocab-threshold", type=float, default=VOCAB_THRESHOLD, help="vocabulary share threshold"
-    )
+    add_reading_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = validate_dataset(
-        args.data, chunk_bytes=int(args.chunk_mb * (1 << 20)), threshold=args.vocab_threshold
-    )
+    report = validate_dataset(args.data, chunk_bytes=chunk_bytes(args), threshold=args.vocab_threshold)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

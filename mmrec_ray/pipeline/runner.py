@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mmrec_ray.config import ExperimentConfig
+from mmrec_ray.config import ExperimentConfig, add_override_argument
 from mmrec_ray.pipeline import ray_env
 from mmrec_ray.pipeline.manifest import Manifest
 
@@ -226,14 +226,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run directory: a local path or a URI (s3://, gs://); overrides run_dir",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key",
-    )
+    add_override_argument(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
