@@ -565,7 +565,7 @@ def plot_by_number_of_events(frame: pd.DataFrame, path: str | Path, metric: str 
     (mean over seeds, band = ± 1 std)."""
     import matplotlib.pyplot as plt
 
-    from mmrec_ray.evaluation.figures import _save, model_style
+    from mmrec_ray.evaluation.figures import _save, plot_model_curves
 
     rows = frame[frame["metric"] == metric]
     k = int(rows["k"].iloc[0]) if len(rows) else 3
@@ -576,20 +576,7 @@ def plot_by_number_of_events(frame: pd.DataFrame, path: str | Path, metric: str 
     handles = {}
     for ax, subset in zip(axes.ravel(), subsets):
         part = summary[summary["subset"] == subset]
-        for model in order_models(part["model"].unique()):
-            curve = part[part["model"] == model].sort_values("n_events_kept")
-            style = model_style(model)
-            (line,) = ax.plot(
-                curve["n_events_kept"], curve["mean"], linewidth=1.6, label=display_name(model), **style
-            )
-            ax.fill_between(
-                curve["n_events_kept"],
-                curve["mean"] - curve["std"],
-                curve["mean"] + curve["std"],
-                color=style["color"],
-                alpha=0.12,
-            )
-            handles.setdefault(display_name(model), line)
+        plot_model_curves(ax, part, "n_events_kept", handles)
         ax.set_title(SUBSET_DISPLAY.get(subset, subset))
         ax.set_ylabel(f"{METRIC_DISPLAY[metric]}@{k}")
         # Second tick line: the share of the subset's PEs that lose events at this n (flat lines there mean

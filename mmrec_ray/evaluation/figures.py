@@ -37,6 +37,23 @@ def model_style(model: str) -> dict:
     return {"color": colour, "marker": _MARKERS[index % len(_MARKERS)]}
 
 
+def plot_model_curves(ax, summary, x: str, handles: dict[str, object]) -> None:
+    """One line per model (paper order) of ``summary``'s ``mean`` against column ``x``, with a ± ``std``
+    band; each model's line handle goes into ``handles`` (display name -> line) for a shared legend."""
+    for model in order_models(summary["model"].unique()):
+        curve = summary[summary["model"] == model].sort_values(x)
+        style = model_style(model)
+        (line,) = ax.plot(curve[x], curve["mean"], label=display_name(model), linewidth=1.6, **style)
+        ax.fill_between(
+            curve[x],
+            curve["mean"] - curve["std"],
+            curve["mean"] + curve["std"],
+            color=style["color"],
+            alpha=0.12,
+        )
+        handles.setdefault(display_name(model), line)
+
+
 def _save(fig, path: str | Path) -> Path:
     def write(tmp: Path) -> None:
         fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
@@ -61,18 +78,7 @@ def plot_metric_at_k(
     handles: dict[str, object] = {}
     for ax, subset in zip(axes.ravel(), subsets):
         rows = summary[summary["subset"] == subset]
-        for model in order_models(rows["model"].unique()):
-            curve = rows[rows["model"] == model].sort_values("k")
-            style = model_style(model)
-            (line,) = ax.plot(curve["k"], curve["mean"], label=display_name(model), linewidth=1.6, **style)
-            ax.fill_between(
-                curve["k"],
-                curve["mean"] - curve["std"],
-                curve["mean"] + curve["std"],
-                color=style["color"],
-                alpha=0.12,
-            )
-            handles.setdefault(display_name(model), line)
+        plot_model_curves(ax, rows, "k", handles)
         ax.set_title(SUBSET_DISPLAY.get(subset, subset))
         ax.set_xlabel("cut-off k")
         ax.set_ylabel(f"{name}@k")
