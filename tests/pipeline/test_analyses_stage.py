@@ -7,19 +7,12 @@ import pytest
 
 from mmrec_ray.config import ExperimentConfig
 from mmrec_ray.pipeline import analyses as stage
-from tests.evaluation.analysis_run import build_fitted_run
+from tests.evaluation.analysis_run import RUN_MODELS, build_fitted_run
 
 
 @pytest.mark.slow
 def test_analyses_stage_on_ray_writes_everything_and_resumes(ray_local, tmp_path):
-    models = [
-        "popular",
-        "conversation",
-        "late_fusion",
-        "keyword",
-        "latent_feature",
-        "relative_representation",
-    ]
+    models = list(RUN_MODELS)
     build_fitted_run(tmp_path, models=models, seeds=(0, 1))
     cfg = ExperimentConfig(name="analyses_stage", run_dir=str(tmp_path), models=models)
     cfg.fit.seeds = [0, 1]
