@@ -2,7 +2,8 @@
 encoder, tokenization included, on >= 1M realistic sentences; results to bench/results/embed_gpu.json.
 
     python -m bench.run_gpu [--sentences 1000000] [--batch-size 512] [--max-length 128] [--num-gpus 1]
-                            [--skip-fp32-plain] [--results bench/results]
+                            [--skip-fp32-plain] [--skip-embed] [--skip-pipeline] [--pipeline-scale 1]
+                            [--results bench/results]
 
 The encoder is a randomly initialised BERT-base (``BertConfig`` defaults: 12 layers, hidden 768, 12 heads,
 intermediate 3072) written with ``save_pretrained`` to a temporary folder together with a WordPiece tokenizer
@@ -14,7 +15,12 @@ over the synthetic transcripts' words; random weights cost exactly what trained 
 - the same stage against the plain fp32 Hugging Face loop padded to ``max_length`` (what most users write), timed
   on a ``--plain-sentences`` subset (default 50,000; it runs at tens of thousands of tokens/s) and compared as
   throughput;
-- tokens/s and sentences/s of each, tokenization included.
+- tokens/s and sentences/s of each, tokenization included;
+- ``pipeline/paper_yaml``: wall time of the whole ``configs/paper.yaml`` pipeline (``mmrec run``) on generated
+  data at ``--pipeline-scale`` (default 1) with raw text embedded by the same random BERT-base, the paper's full
+  grids, five-seed fits and aggregation (analyses off: not part of the target), against the 10-minute target
+  (ratio > 1 = under it), with one row per stage from the run's manifest. One GPU: one encoder actor, and the
+  config's fractional GPUs per trial / per seed worker (``paper.yaml``) pack the small models on it.
 
 Written to run unchanged on one lent GPU (an H100 here); it exits with a clear message when torch sees no CUDA.
 """
@@ -45,6 +51,7 @@ from bench.common import (  # noqa: E402
     update_readme,
     write_results,
 )
+from bench.embed import synthetic_sentences  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,6 +66,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-actors", type=int, default=1)
     parser.add_argument("--cpus-per-actor", type=float, default=4.0)
     parser.add_argument("--skip-fp32-plain", action="store_true")
+    parser.add_argument("--skip-embed", action="store_true", help="only the pipeline benchmark")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only the embed benchmarks")
+    parser.add_argument(
+        "--pipeline-scale", type=float, default=1.0, help="synthetic data scale of the pipeline run"
+    )
+    parser.add_argument(
+        "--pipeline-set", action="append", default=[], help="extra `mmrec run --set` overrides (repeatable)"
+    )
     parser.add_argument("--results", default=str(RESULTS_DIR))
     parser.add_argument(
         "--cpu-dry-run",
@@ -120,13 +135,97 @@ def main(argv=None) -> None:
         sys.exit(
             "bench.run_gpu: torch sees no CUDA device; run it on a GPU machine (CPU: python -m bench.run_cpu)"
         )
-    from transformers import AutoModel, AutoTokenizer
-
-    from bench.embed import count_tokens, plain_hf_loop, run_ray_stage, synthetic_sentences
-    from mmrec_ray.pipeline.ray_env import init_ray, shutdown_ray
-
     command = this_command()
     device = "cpu dry run (not a measurement)" if dry else cuda_device()
+    rows = [] if args.skip_embed else embed_rows(args, gpu, device, command)
+    if not args.skip_pipeline:
+        rows += pipeline_rows(args, device, command)
+    write_results("pipeline_gpu" if args.skip_embed else "embed_gpu", rows, Path(args.results))
+    print_rows(rows)
+    update_readme(directory=Path(args.results))
+
+
+PIPELINE_TARGET_SECONDS = 600.0  # issue 6: the whole paper.yaml pipeline at scale 1 in <= 10 minutes
+
+
+def pipeline_rows(args: argparse.Namespace, device: str, command: str) -> list[dict]:
+    """Run ``mmrec run --config configs/paper.yaml`` on generated data in a subprocess; rows from its manifest."""
+    import json
+    import subprocess
+
+    dry = args.cpu_dry_run
+    with tempfile.TemporaryDirectory(prefix="mmrec-bench-pipeline-") as tmp:
+        words = [str(s) for s in synthetic_sentences(20_000).column("text").to_pylist()]
+        encoder_path = write_bert_base(Path(tmp) / "bert-base-random", sorted(set(words)), dry)
+        run_dir = Path(tmp) / "run"
+        overrides = [
+            f"run_dir={run_dir}",
+            "data.source=synthetic",
+            f"data.scale={args.pipeline_scale}",
+            "data.text=true",
+            f"embed.encoder={encoder_path}",
+            "embed.num_actors=1",  # one GPU
+            "analyses.enabled=false",
+        ]
+        if dry:  # the code path only: CPU, tiny grids
+            overrides += [
+                "embed.num_gpus=0",
+                "tune.gpus_per_trial=0",
+                "fit.gpus_per_worker=0",
+                "tune.batch_size=[256]",
+                "tune.units=[16]",
+                "tune.dropout=[0.2]",
+                "tune.num_anchors=[10]",
+                "tune.max_epochs=1",
+                "tune.grace_period=1",
+                "training.max_epochs=1",
+                "fit.seeds=[0]",
+            ]
+        overrides += args.pipeline_set
+        cli = [sys.executable, "-m", "mmrec_ray.cli", "run", "--config", "configs/paper.yaml"]
+        for item in overrides:
+            cli += ["--set", item]
+        print("pipeline:", " ".join(cli), flush=True)
+        started = time.perf_counter()
+        subprocess.run(cli, check=True)
+        seconds = time.perf_counter() - started
+        stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    label = f"paper.yaml pipeline, scale {args.pipeline_scale:g}, wall time"
+    rows = [
+        make_row(
+            "pipeline/paper_yaml",
+            label,
+            seconds,
+            "the issue's target (10 minutes)",
+            PIPELINE_TARGET_SECONDS,
+            device,
+            command,
+        )
+    ]
+    for stage, record in stages.items():
+        print(f"  stage {stage}: {record['seconds']:.1f}s", flush=True)
+        rows.append(
+            make_row(
+                f"pipeline/paper_yaml/{stage}",
+                "seconds",
+                float(record["seconds"]),
+                "the whole run's wall time",
+                seconds,
+                device,
+                command,
+            )
+        )
+    return rows
+
+
+def embed_rows(args: argparse.Namespace, gpu: str, device: str, command: str) -> list[dict]:
+    """The embed benchmarks (see the module docstring)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from bench.embed import count_tokens, plain_hf_loop, run_ray_stage
+    from mmrec_ray.pipeline.ray_env import init_ray, shutdown_ray
+
+    dry = args.cpu_dry_run
     table = synthetic_sentences(args.sentences)
     sentences = [str(s) for s in table.column("text").to_pylist()]
     rows = []
@@ -200,9 +299,7 @@ def main(argv=None) -> None:
                         command,
                     )
                 )
-    write_results("embed_gpu", rows, Path(args.results))
-    print_rows(rows)
-    update_readme(directory=Path(args.results))
+    return rows
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ of the same model.
 
 The naive loop is what a PyTorch user typically writes: a ``Dataset`` whose ``__getitem__`` builds one PE from
 the per-PE numpy arrays (its events' conversation embeddings, tag vectors, keywords ... as Python lists of
-arrays), and a ``DataLoader`` whose ``collate_fn`` pads each batch and turns it into tensors, in Python, every
-batch. Everything else is identical: the same ``nn.Module``, its forward/backward, loss, optimiser and loop
-(``NaiveFeatureStore`` only replaces ``iterate``), the same seed and the same dependencies. Both paths give the
-same tensors for the same PEs (checked in ``tests/bench``), so the difference is the data path alone.
+arrays), a ``DataLoader`` whose ``collate_fn`` pads each batch and turns it into tensors, in Python, every
+batch, and torch's own packed ``nn.GRU`` for the recurrence. The project's path gathers batches by index from
+device-resident tables (``FeatureStore``) and, on the CPU, runs the recurrence of ``models.fused_gru`` (one
+autograd node, weight gradients in one GEMM). Everything else is identical: the same ``nn.Module`` and
+parameters (the two GRU paths compute the same function: tested to float64 round-off), forward/backward, loss,
+optimiser and loop (``NaiveFeatureStore`` only replaces ``iterate``), the same seed and the same dependencies.
+Both paths give the same tensors for the same PEs (checked in ``tests/bench``).
 
 Epoch time = one training epoch plus its validation pass (what the loop does per epoch), measured from the first
 shuffled ``iterate`` of the epoch to the loop's per-epoch callback; multi-stage components (the generators of
@@ -35,6 +38,7 @@ from mmrec_ray.config import ModelParams, TrainingConfig
 from mmrec_ray.data.features import FeatureStore
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION, PreparedData
 from mmrec_ray.models import registry
+from mmrec_ray.models.layers import force_gru_implementation
 from mmrec_ray.models.params import default_params
 
 # Batch fields each model (with what its dependencies and its ``serves`` read) takes from a PE batch.
@@ -271,7 +275,8 @@ def time_one_epoch(
     cls = registry.get(name)
     recommender = cls(params, training, seed)
     deps = {d: dependencies[d] for d in cls.depends_on}
-    recommender.fit(store, deps, callback)
+    with force_gru_implementation("torch" if isinstance(store, NaiveFeatureStore) else "auto"):
+        recommender.fit(store, deps, callback)
     train_pes = len(store.data.split_validation(store.data.train_indices(cls.trains_on), 0.1)[0])
     return EpochTiming(sum(stage_seconds), train_pes * len(stage_seconds)), recommender
 
@@ -357,7 +362,8 @@ def bench_fit_stage(
         ("naive", NaiveFeatureStore.wrap(store, fields_for(models))),
     ):
         started = time.perf_counter()
-        fit_models(data, models, list(seeds), None, training, store=path)
+        with force_gru_implementation("torch" if label == "naive" else "auto"):
+            fit_models(data, models, list(seeds), None, training, store=path)
         seconds[label] = time.perf_counter() - started
         log(f"fit stage ({label} data path): {seconds[label]:.1f}s")
     metric = f"seconds ({len(models)} models x {len(seeds)} seeds, <= {max_epochs} epochs)"

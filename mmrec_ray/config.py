@@ -39,7 +39,8 @@ class EmbedConfig:
     max_length: int = 128  # tokens per sentence after truncation
     num_gpus: float = 0.0  # GPUs per encoder actor; 0 = CPU actors
     num_actors: int = 1  # encoder actors in the Ray Data actor pool (one per GPU on a GPU cluster)
-    num_cpus_per_actor: float = 1.0  # CPU actors: threads each actor may use
+    num_cpus_per_actor: float = 1.0  # CPUs Ray reserves per actor
+    threads_per_actor: int = 0  # CPU actors' torch threads: 0 = the reservation, -1 = this machine's cores
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 on GPU, fp32 on CPU
 
 

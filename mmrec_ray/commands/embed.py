@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             max_length=config.max_length,
             dtype=config.dtype,
             num_cpus_per_actor=config.num_cpus_per_actor,
+            threads_per_actor=config.threads_per_actor,
             keyword_mapping=args.keywords,
             force=args.force,
         )

@@ -114,12 +114,18 @@ class EncoderActor:
     """One encoder per actor (per GPU on a GPU cluster): token ids -> ``embedding`` fixed-size-list column."""
 
     def __init__(
-        self, encoder: str, device: str, dtype: str, batch_size: int, max_length: int, num_threads: int
+        self,
+        encoder: str,
+        device: str,
+        dtype: str,
+        batch_size: int,
+        max_length: int,
+        num_threads: tuple[float, int, int],
     ):
         import torch
 
-        if device == "cpu" and num_threads > 0:
-            torch.set_num_threads(num_threads)  # a CPU actor uses the cores Ray reserved for it, no more
+        if device == "cpu":  # resolved here: -1 means the cores of the node this actor runs on
+            torch.set_num_threads(actor_threads(*num_threads))
         self.encoder = SentenceEncoder(
             encoder, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length
         )
@@ -169,6 +175,23 @@ def check_resources(num_gpus: float, num_actors: int, num_cpus_per_actor: float)
         )
 
 
+def actor_threads(num_cpus_per_actor: float, threads_per_actor: int = 0, num_actors: int = 1) -> int:
+    """Torch threads of a CPU actor (computed on the actor's node).
+
+    threads_per_actor > 0: that many; 0: its Ray CPU reservation (rounded down, at least 1); -1: this machine's
+    cores shared by the actors. -1 is for one machine: Ray Data's read, tokenize and write tasks each reserve a
+    whole CPU, so on a 2-core laptop an actor may reserve only one, yet those tasks are idle most of the time
+    and the encoder can use both cores (as sentence-transformers would).
+    """
+    if threads_per_actor > 0:
+        return threads_per_actor
+    if threads_per_actor == -1:
+        return max(1, (os.cpu_count() or 1) // max(num_actors, 1))
+    if threads_per_actor == 0:
+        return max(1, int(num_cpus_per_actor))
+    raise MmrecError(f"embed: threads_per_actor must be > 0, 0 or -1; got {threads_per_actor}")
+
+
 def _read_text(path: Path):
     import ray
 
@@ -213,6 +236,7 @@ def run_embed(
     max_length: int = 128,
     dtype: str = "auto",
     num_cpus_per_actor: float = 1.0,
+    threads_per_actor: int = 0,
     keyword_mapping: str | Path | None = None,
     actor_batch_size: int | None = None,
     force: bool = False,
@@ -231,6 +255,9 @@ def run_embed(
     mapping = load_keyword_mapping(keyword_mapping) if keyword_mapping is not None else None
     encoder_path = resolve_encoder(encoder)  # fail on a bad name here, not inside an actor
     check_resources(num_gpus, num_actors, num_cpus_per_actor)
+    actor_threads(
+        num_cpus_per_actor, threads_per_actor, num_actors
+    )  # a bad value fails here, not in an actor
 
     if not text_path.exists():
         raise DataError(str(text_path), "text file not found (run `mmrec prepare` first, or pass --text)")
@@ -266,7 +293,7 @@ def run_embed(
             "dtype": dtype,
             "batch_size": batch_size,
             "max_length": max_length,
-            "num_threads": max(1, int(num_cpus_per_actor)),
+            "num_threads": (num_cpus_per_actor, threads_per_actor, num_actors),
         },
         batch_format="pyarrow",
         batch_size=actor_batch_size or batch_size * 16,

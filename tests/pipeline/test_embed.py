@@ -67,8 +67,13 @@ def test_ray_embeddings_equal_in_process_and_rerun_overwrites(ray_local, tiny_be
 
     # unchanged inputs: skipped; forced: recomputed into the same folder, not appended
     assert stage.run_embed(run_dir, encoder=str(tiny_bert), keyword_mapping=mapping).skipped
-    again = stage.run_embed(
-        run_dir, encoder=str(tiny_bert), batch_size=8, keyword_mapping=mapping, force=True
+    again = stage.run_embed(  # threads_per_actor=-1: the actor encodes on all of this machine's cores
+        run_dir,
+        encoder=str(tiny_bert),
+        batch_size=8,
+        keyword_mapping=mapping,
+        force=True,
+        threads_per_actor=-1,
     )
     assert not again.skipped
     assert pq.read_table(again.output_dir).num_rows == len(frame)
@@ -87,6 +92,15 @@ def test_gpu_request_on_cpu_only_ray_fails_fast(ray_local, tiny_bert, run_dir):
         stage.run_embed(run_dir, encoder=str(tiny_bert), num_gpus=1)
     assert time.perf_counter() - started < 60
     assert not (run_dir / stage.OUTPUT_DIR).exists()
+
+
+def test_cpu_actor_threads(monkeypatch):
+    monkeypatch.setattr(stage.os, "cpu_count", lambda: 8)
+    assert stage.actor_threads(1.0) == 1 and stage.actor_threads(2.5) == 2  # the reservation
+    assert stage.actor_threads(1.0, 3) == 3  # explicit
+    assert stage.actor_threads(1.0, -1) == 8 and stage.actor_threads(1.0, -1, num_actors=3) == 2  # the cores
+    with pytest.raises(MmrecError, match="threads_per_actor"):
+        stage.actor_threads(1.0, -2)
 
 
 @pytest.mark.slow
