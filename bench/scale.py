@@ -1,6 +1,8 @@
 """How cost grows with the data: ``generate`` (no text), ``prepare``, one training epoch and ``aggregate`` at
-several scales, each step in its own subprocess so that its wall time and peak resident memory
-(``os.wait4`` rusage of exactly that child) are its own.
+several scales, each step in its own subprocess so that its wall time and peak resident memory are its own.
+Peak memory is the child's ``VmHWM`` read from ``/proc/self/status`` as it exits: Linux carries a process's
+``ru_maxrss`` across ``exec``, so ``os.wait4`` of a child forked from this (large) benchmark process would report
+at least the parent's size (``wait4`` is the fallback where ``/proc`` is missing).
 
 Rows: ``seconds @ scale s`` against a linear extrapolation from the smallest scale (``t(s0) * s / s0``; ratio > 1
 = grows slower than linear) and ``peak RSS MiB @ scale s`` against the machine's memory (ratio = headroom).
@@ -23,11 +25,42 @@ STEPS = ("generate", "prepare", "epoch", "aggregate")
 MACHINE_MEMORY_MIB = 24 * 1024
 
 
+# Runs ``python -m module args`` / ``python -c code args`` and, at exit, writes its own VmHWM (kB) to a file.
+_PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def _report_peak():
+    try:
+        with open('/proc/self/status') as status:
+            peak = next(line for line in status if line.startswith('VmHWM:')).split()[1]
+    except OSError:
+        return
+    with open(os.environ['MMREC_BENCH_PEAK_FILE'], 'w') as out:
+        out.write(peak)
+atexit.register(_report_peak)
+mode, target, *rest = sys.argv[1:]
+if mode == '-m':
+    sys.argv = [target, *rest]
+    runpy.run_module(target, run_name='__main__', alter_sys=True)
+else:
+    sys.argv = ['-c', *rest]
+    exec(compile(target, '<bench>', 'exec'), {'__name__': '__main__'})
+"""
+
+
 def run_measured(argv: list[str], env: dict | None = None, log=print) -> tuple[float, float]:
     """Run ``argv``; (wall seconds, peak RSS MiB of that process). Raises with its output on failure."""
+    import tempfile
+
+    peak_file = Path(tempfile.mkstemp(prefix="mmrec-bench-peak-")[1])
+    peak_file.write_text("")
+    if argv[0] == sys.executable and len(argv) > 2 and argv[1] in ("-m", "-c"):
+        argv = [sys.executable, "-c", _PEAK_WRAPPER, *argv[1:]]
     started = time.perf_counter()
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {}), "MMREC_BENCH_PEAK_FILE": str(peak_file)},
     )
     output = b""
     assert process.stdout is not None
@@ -36,9 +69,11 @@ def run_measured(argv: list[str], env: dict | None = None, log=print) -> tuple[f
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
+    reported = peak_file.read_text().strip()
+    peak_file.unlink(missing_ok=True)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({process.returncode}):\n{output.decode()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024.0  # Linux: kilobytes
+    return seconds, (int(reported) if reported else usage.ru_maxrss) / 1024.0  # Linux: kilobytes
 
 
 _EPOCH = """

@@ -316,7 +316,7 @@ def bench_train(
             naive_round, _ = time_one_epoch(name, naive_store, deps, training, params, seed)
             fast = fast_round if fast is None or fast_round.seconds < fast.seconds else fast
             naive = naive_round if naive is None or naive_round.seconds < naive.seconds else naive
-        baseline = "naive loop (per-PE Dataset + collate_fn per batch, same nn.Module)"
+        baseline = "naive loop (per-PE Dataset + collate_fn per batch, nn.GRU; same module and weights)"
         rows.append(
             make_row(
                 f"train/{name}", "seconds/epoch", fast.seconds, baseline, naive.seconds, device_label, command

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,18 @@ def test_measure_scale_runs_every_step(tmp_path):
     measured = measure_scale(0.003, tmp_path, log=lambda _l: None)
     assert set(measured) == set(STEPS)
     assert all(seconds > 0 and peak > 0 for seconds, peak in measured.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM needs Linux /proc")
+def test_run_measured_reports_the_childs_own_peak_not_the_parents():
+    import sys
+
+    from bench.scale import run_measured
+
+    ballast = bytearray(400 * 2**20)  # this process holds 400 MiB, touched page by page
+    ballast[:: 2**12] = b"x" * len(ballast[:: 2**12])
+    _, small = run_measured([sys.executable, "-c", "x = 1"])
+    touch = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    _, big = run_measured([sys.executable, "-c", touch])
+    assert small < 200 < 300 < big < 400
+    del ballast
