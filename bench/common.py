@@ -133,8 +133,13 @@ def render_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path = README, directory: Path = RESULTS_DIR) -> None:
-    """Replace the generated table between the markers in bench/README.md."""
+def update_readme(readme: Path | None = None, directory: Path = RESULTS_DIR) -> None:
+    """Replace the generated table between the markers in bench/README.md — or, for results written elsewhere
+    (``--results DIR``), in DIR/README.md, so a run into another folder never rewrites the committed table."""
+    if readme is None:
+        readme = (
+            README if Path(directory).resolve() == RESULTS_DIR.resolve() else Path(directory) / "README.md"
+        )
     text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{TABLE_BEGIN}\n{TABLE_END}\n"
     if TABLE_BEGIN not in text or TABLE_END not in text:
         text = text.rstrip() + f"\n\n{TABLE_BEGIN}\n{TABLE_END}\n"

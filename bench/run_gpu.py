@@ -203,7 +203,9 @@ def pipeline_rows(args: argparse.Namespace, device: str, command: str) -> list[d
         )
     ]
     for stage, record in stages.items():
-        print(f"  stage {stage}: {record['seconds']:.1f}s", flush=True)
+        print(f"  stage {stage}: {record['seconds']:.1f}s ({record.get('status')})", flush=True)
+        if record.get("status") != "done" or float(record["seconds"]) <= 0:  # skipped or switched off
+            continue
         rows.append(
             make_row(
                 f"pipeline/paper_yaml/{stage}",

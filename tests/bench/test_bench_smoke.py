@@ -179,3 +179,23 @@ def test_run_measured_reports_the_childs_own_peak_not_the_parents():
     _, big = run_measured([sys.executable, "-c", touch])
     assert small < 200 < 300 < big < 400
     del ballast
+
+
+@pytest.mark.slow
+def test_gpu_entry_dry_run_on_cpu(tmp_path):
+    """bench.run_gpu's code path (embed rows, then the paper.yaml pipeline in a subprocess) on a CPU."""
+    from bench import run_gpu
+
+    committed_table = common.README.read_text()
+    run_gpu.main(
+        ["--cpu-dry-run", "--sentences", "300", "--plain-sentences", "50", "--pipeline-scale", "0.01",
+         "--pipeline-set", "models=[popular,conversation,session,late_fusion]", "--results", str(tmp_path)]
+    )  # fmt: skip
+    rows = json.loads((tmp_path / "embed_gpu.json").read_text())
+    _check_rows(rows)
+    by_benchmark = {row["benchmark"] for row in rows}
+    assert {"embed/ray_data_stage", "pipeline/paper_yaml", "pipeline/paper_yaml/fit"} <= by_benchmark
+    assert "pipeline/paper_yaml/analyses" not in by_benchmark  # switched off: no row
+    assert all(row["device"].startswith("cpu dry run") for row in rows)
+    # results written elsewhere get their own README table; the committed one is untouched
+    assert (tmp_path / "README.md").exists() and common.README.read_text() == committed_table
