@@ -161,6 +161,7 @@ def pipeline_rows(args: argparse.Namespace, device: str, command: str) -> list[d
         overrides = [
             f"run_dir={run_dir}",
             "data.source=synthetic",
+            f"data.path={Path(tmp) / 'data'}",  # paper.yaml's data.path names the released data's folder
             f"data.scale={args.pipeline_scale}",
             "data.text=true",
             f"embed.encoder={encoder_path}",

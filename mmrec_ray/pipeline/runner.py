@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,10 +89,39 @@ class Pipeline:
     def generate(self) -> None:
         d = self.cfg.data
         needed = d.source == "synthetic" and not (self.data_dir / "data_users.csv").exists()
+        if d.source == "synthetic" and not needed:
+            self._check_generated(d)
         argv = ["--out", str(self.data_dir), "--scale", str(d.scale), "--seed", str(d.seed)]
         if not d.text:
             argv += ["--no-text", "--embedding-dim", str(d.embedding_dim)]
         self._stage("generate", needed, lambda: _command("generate", argv) and None)
+
+    def _check_generated(self, d) -> None:
+        """A synthetic run reuses its data folder only if the generator wrote it with these settings: otherwise a
+        stale scale, or a folder of real data that ``data.path`` happens to name, would be used silently."""
+        from mmrec_ray.errors import ConfigError
+
+        info_path = self.data_dir / "generation_info.json"
+        if not info_path.exists():
+            raise ConfigError(
+                f"data.path {self.data_dir} holds a dataset the generator did not write (no generation_info.json); "
+                "data.source=synthetic would use it as generated data. Point data.path at another folder, or leave "
+                "it empty (RUN_DIR/data)"
+            )
+        settings = json.loads(info_path.read_text()).get("settings", {})
+        wanted = {
+            "scale": d.scale,
+            "seed": d.seed,
+            "text": d.text,
+            "embedding_dim": None if d.text else d.embedding_dim,
+        }
+        different = {k: (settings.get(k), v) for k, v in wanted.items() if settings.get(k) != v}
+        if different:
+            detail = ", ".join(f"{k} {have} (config: {want})" for k, (have, want) in different.items())
+            raise ConfigError(
+                f"{info_path}: the data there was generated with {detail}; delete the folder to regenerate it, or "
+                "point data.path at another folder"
+            )
 
     def prepare(self) -> None:
         if self.cfg.data.source == "released" and not self.cfg.data.path:

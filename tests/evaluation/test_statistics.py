@@ -118,3 +118,19 @@ def test_bootstrap_table_uses_the_seed_mean_of_hits():
     assert row["mean"] == pytest.approx(0.75)
     assert row["ci_low"] <= 0.75 <= row["ci_high"]
     assert set(table["subset"]) == {"union", "intersection"}
+
+
+def test_wilcoxon_exact_for_few_untied_differences_normal_approximation_otherwise():
+    from scipy import stats
+
+    from mmrec_ray.evaluation.statistics import wilcoxon_test
+
+    a = np.array([0.9, 0.7, 0.65, 0.3, 0.2, 0.1, 0.05, 0.0])
+    b = np.array([0.1, 0.2, 0.5, 0.25, 0.0, 0.0, 0.05, 0.0])  # 6 non-zero, untied differences
+    assert wilcoxon_test(a, b)[1] == pytest.approx(stats.wilcoxon(a - b, method="exact").pvalue)
+    tied_a = np.array([1.0, 1.0, 1.0, 0.5, 0.5, 0.0, 1.0, 1.0])  # AP-like values: tied differences
+    tied_b = np.zeros(8)
+    nonzero = (tied_a - tied_b)[tied_a != tied_b]
+    expected = stats.wilcoxon(nonzero, method="approx").pvalue  # tie-corrected normal approximation
+    assert wilcoxon_test(tied_a, tied_b)[1] == pytest.approx(expected)
+    assert wilcoxon_test(a, a) == (0.0, 1.0)

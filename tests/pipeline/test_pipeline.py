@@ -92,3 +92,25 @@ def test_tiny_end_to_end_rerun_and_resume(ray_local, tmp_path):
     assert kept.stat().st_mtime_ns == kept_mtime
     assert any(line.startswith("[fit] done") for line in lines)
     assert any(line.startswith("[tune] skipped") for line in lines)
+
+
+def test_synthetic_run_refuses_a_foreign_or_mismatched_data_folder(tmp_path):
+    """data.source=synthetic reuses data.path only when the generator wrote it with the configured settings."""
+    from mmrec_ray.errors import ConfigError
+    from mmrec_ray.pipeline.runner import Pipeline
+
+    data_dir = tmp_path / "data"
+    generate(data_dir, scale=0.01, seed=0, text=False, embedding_dim=16)
+
+    def pipeline(*extra):
+        overrides = [f"run_dir={tmp_path / 'run'}", f"data.path={data_dir}", *extra]
+        return Pipeline(load_config(REPO / "configs" / "tiny.yaml", overrides), log=lambda _line: None)
+
+    pipeline().generate()  # same settings as tiny.yaml: reused, not regenerated
+    with pytest.raises(ConfigError, match=r"scale 0.01 \(config: 0.02\)"):
+        pipeline("data.scale=0.02").generate()
+    with pytest.raises(ConfigError, match=r"text False \(config: True\)"):
+        pipeline("data.text=true").generate()
+    (data_dir / "generation_info.json").unlink()  # e.g. data.path names a folder of real, released data
+    with pytest.raises(ConfigError, match="did not write"):
+        pipeline().generate()
