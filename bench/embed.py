@@ -173,10 +173,8 @@ def bench_embed(
     plain_started = time.perf_counter()
     plain = plain_hf_loop(tokenizer, model, sentences[:plain_count], batch_size, max_length, device)
     plain_seconds = (time.perf_counter() - plain_started) * len(sentences) / max(plain_count, 1)
-    label = "plain HF loop (fp32, pad to max_length, unsorted)"
-    if plain_count < len(sentences):
-        label = f"plain HF loop (fp32, pad to max_length, unsorted; timed on {plain_count} sentences)"
-    seconds[label] = plain_seconds
+    subset = f"; timed on {plain_count} sentences" if plain_count < len(sentences) else ""
+    seconds[f"plain HF loop (fp32, pad to max_length, unsorted{subset})"] = plain_seconds
     if st_model is not None:
         started = time.perf_counter()
         st_model.encode(sentences, batch_size=batch_size, convert_to_numpy=True)

@@ -262,19 +262,20 @@ def embed_rows(args: argparse.Namespace, gpu: str, device: str, command: str) ->
         finally:
             shutdown_ray(started)
         print(f"Ray Data stage: {tokens / ray_seconds:,.0f} tokens/s", flush=True)
-        baseline = "bare loop, same encoder (bf16, length-sorted, no Ray)"
-        for metric, amount in (("tokens/s", tokens), ("sentences/s", len(sentences))):
-            rows.append(
+        stage_rates = {"tokens/s": tokens / ray_seconds, "sentences/s": len(sentences) / ray_seconds}
+
+        def stage_rows(baseline: str, baseline_rates: dict[str, float]) -> list[dict]:
+            return [
                 make_row(
-                    "embed/ray_data_stage",
-                    metric,
-                    amount / ray_seconds,
-                    baseline,
-                    amount / bare,
-                    device,
-                    command,
+                    "embed/ray_data_stage", metric, rate, baseline, baseline_rates[metric], device, command
                 )
-            )
+                for metric, rate in stage_rates.items()
+            ]
+
+        rows += stage_rows(
+            "bare loop, same encoder (bf16, length-sorted, no Ray)",
+            {"tokens/s": tokens / bare, "sentences/s": len(sentences) / bare},
+        )
 
         if not args.skip_fp32_plain:
             subset = sentences[: args.plain_sentences]
@@ -286,22 +287,10 @@ def embed_rows(args: argparse.Namespace, gpu: str, device: str, command: str) ->
             plain_hf_loop(tokenizer, model, subset, args.batch_size, args.max_length, gpu)
             _synchronize(gpu)
             plain = time.perf_counter() - started_plain
-            baseline = f"plain HF loop (fp32, pad to max_length, unsorted; {len(subset)} sentences)"
-            for metric, amount, plain_amount in (
-                ("tokens/s", tokens, subset_tokens),
-                ("sentences/s", len(sentences), len(subset)),
-            ):
-                rows.append(
-                    make_row(
-                        "embed/ray_data_stage",
-                        metric,
-                        amount / ray_seconds,
-                        baseline,
-                        plain_amount / plain,
-                        device,
-                        command,
-                    )
-                )
+            rows += stage_rows(
+                f"plain HF loop (fp32, pad to max_length, unsorted; {len(subset)} sentences)",
+                {"tokens/s": subset_tokens / plain, "sentences/s": len(subset) / plain},
+            )
     return rows
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,10 +50,9 @@ else:
 
 def run_measured(argv: list[str], env: dict | None = None, log=print) -> tuple[float, float]:
     """Run ``argv``; (wall seconds, peak RSS MiB of that process). Raises with its output on failure."""
-    import tempfile
-
-    peak_file = Path(tempfile.mkstemp(prefix="mmrec-bench-peak-")[1])
-    peak_file.write_text("")
+    descriptor, name = tempfile.mkstemp(prefix="mmrec-bench-peak-")  # empty until the child writes it
+    os.close(descriptor)
+    peak_file = Path(name)
     if argv[0] == sys.executable and len(argv) > 2 and argv[1] in ("-m", "-c"):
         argv = [sys.executable, "-c", _PEAK_WRAPPER, *argv[1:]]
     started = time.perf_counter()

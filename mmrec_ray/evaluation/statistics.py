@@ -123,9 +123,9 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np
 def wilcoxon_test(values_a: np.ndarray, values_b: np.ndarray) -> tuple[float, float]:
     """Wilcoxon signed-rank test of paired per-PE values (zero differences dropped). No difference at all: p = 1."""
     diff = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, dtype=np.float64)
-    if not np.any(diff != 0):
-        return 0.0, 1.0
     nonzero = diff[diff != 0]
+    if not len(nonzero):
+        return 0.0, 1.0
     # Exact null distribution for few untied differences; otherwise the normal approximation with tie
     # correction (as R's wilcox.test). scipy's "auto" would run a 9,999-resample permutation test on small tied
     # samples — ~50K statistic evaluations per pair, most of a small run's aggregate stage.

@@ -255,9 +255,8 @@ def run_embed(
     mapping = load_keyword_mapping(keyword_mapping) if keyword_mapping is not None else None
     encoder_path = resolve_encoder(encoder)  # fail on a bad name here, not inside an actor
     check_resources(num_gpus, num_actors, num_cpus_per_actor)
-    actor_threads(
-        num_cpus_per_actor, threads_per_actor, num_actors
-    )  # a bad value fails here, not in an actor
+    # a bad threads_per_actor fails here, not inside an actor
+    actor_threads(num_cpus_per_actor, threads_per_actor, num_actors)
 
     if not text_path.exists():
         raise DataError(str(text_path), "text file not found (run `mmrec prepare` first, or pass --text)")
