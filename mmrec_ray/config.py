@@ -44,6 +44,77 @@ class EmbedConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 on GPU, fp32 on CPU
 
 
+# --------------------------------------------------------------------------------------------------- fidelity
+# Every place where this project departs from the authors' public reference code (or chooses where that code is
+# ambiguous) is one switch here. Defaults: the reference behaviour where the paper and the code agree or the
+# paper is silent, the corrected behaviour where the code has a defect. `configs/reference.yaml` turns every
+# switch to the reference code's behaviour, defects included. docs/fidelity.md lists each with its measured effect.
+@dataclass
+class LatentFeatureFidelity:
+    sample_weights: Literal["reference", "none"] = "reference"  # reference: PE loss weights 2 / 1 / (2pc+ps)/(1-pi)
+    projection: Literal["add_half", "select"] = "add_half"  # reference: tanh(round(u/2)) per modality, summed
+    padding: Literal["masked", "reference"] = "masked"  # reference: GRU reads left-padded steps (a defect)
+
+
+@dataclass
+class JointNetworkFidelity:
+    head: Literal["reference", "single"] = "reference"  # reference: concat->Dense(ReLU)->Dropout->Dense(ReLU)->out
+
+
+@dataclass
+class KnowledgeDistillationFidelity:
+    validation_fraction: float = 0.11  # the reference validates the student on the last 11 %, not 10 %
+
+
+@dataclass
+class GenerativeImputationFidelity:
+    conversation_generator: Literal["reference", "linear"] = "reference"  # reference: GRU->Dropout->Dense(ReLU)->Linear
+    session_generator: Literal["reference", "decoder"] = "reference"  # reference: Dense->Repeat->GRU->sigmoid tags
+
+
+@dataclass
+class NeutralImputationFidelity:
+    session: Literal["column_mode", "most_frequent_session"] = "column_mode"  # reference: per-tag mode
+    statistics_from: Literal["training", "fitting_part"] = "training"  # reference: all training PEs
+
+
+@dataclass
+class RelativeRepresentationFidelity:
+    encoder_head: Literal["reference", "linear"] = "reference"  # reference: tanh->Dropout->Dense(ReLU)->out
+    anchor_quotas: Literal["reference", "equal"] = "reference"  # reference: max(1, round(n*share)) per item
+    anchor_pool: Literal["training", "fitting_part"] = "training"  # reference: all training PEs
+    similarity: Literal["raw", "standardised"] = "raw"  # reference: raw cosine similarities
+
+
+@dataclass
+class KeywordFidelity:
+    frequency_filter: Literal["pooled", "separate"] = "pooled"  # reference: one filter over sentences+actions
+    empty_events: Literal["drop", "keep"] = "drop"  # reference: events without keywords are not events
+
+
+@dataclass
+class VocabularyFidelity:
+    share: Literal["per_row", "per_occurrence"] = "per_row"  # reference: occurrences / (PE, event, action) rows
+    empty_sessions: Literal["drop", "keep"] = "drop"  # reference: sessions emptied by the filter are not events
+
+
+@dataclass
+class FidelityConfig:
+    init: Literal["keras", "torch"] = "keras"  # reference: glorot-uniform, orthogonal recurrent, zero biases
+    adam_epsilon: float = 1e-7  # Keras's Adam default (PyTorch's is 1e-8)
+    loss_reduction: Literal["mean", "sum"] = "mean"  # Keras: BCE/MSE averaged over items (sum: eq. 6 literally)
+    latent_feature: LatentFeatureFidelity = field(default_factory=LatentFeatureFidelity)
+    joint_network: JointNetworkFidelity = field(default_factory=JointNetworkFidelity)
+    knowledge_distillation: KnowledgeDistillationFidelity = field(default_factory=KnowledgeDistillationFidelity)
+    generative_imputation: GenerativeImputationFidelity = field(default_factory=GenerativeImputationFidelity)
+    neutral_imputation: NeutralImputationFidelity = field(default_factory=NeutralImputationFidelity)
+    relative_representation: RelativeRepresentationFidelity = field(
+        default_factory=RelativeRepresentationFidelity
+    )
+    keyword: KeywordFidelity = field(default_factory=KeywordFidelity)
+    vocabulary: VocabularyFidelity = field(default_factory=VocabularyFidelity)
+
+
 @dataclass
 class TrainingConfig:
     max_epochs: int = 100  # the paper's upper bound
@@ -52,6 +123,8 @@ class TrainingConfig:
     validation_fraction: float = 0.1  # last 10 % (by PE id) of each model's own training subset
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     num_threads: int = 0  # torch intra-op threads per trial; 0 = torch default
+    # Set from the top-level `fidelity:` section when the config loads (models only see TrainingConfig).
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
 
 @dataclass
@@ -93,6 +166,11 @@ class EvaluationConfig:
     ks: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # cut-offs for HR@k and MAP@k
     main_k: int = 3  # the paper's headline cut-off
     alpha: float = 0.05  # significance level
+    # HR@k: Cochran-Mantel-Haenszel over seeds (tests the mean of per-seed HR that Table 3 shows) or the paper's
+    # McNemar on the majority vote over seeds.
+    hr_test: Literal["cmh", "mcnemar_majority"] = "cmh"
+    # MAP@k: Wilcoxon signed-rank on per-PE AP averaged over seeds (paired) or the paper's one-way ANOVA.
+    map_test: Literal["wilcoxon", "anova"] = "wilcoxon"
 
 
 @dataclass
@@ -130,6 +208,12 @@ class ExperimentConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     analyses: AnalysesConfig = field(default_factory=AnalysesConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # reference-code switches (docs/fidelity.md)
+
+    def __post_init__(self) -> None:
+        if self.training.fidelity != FidelityConfig() and self.training.fidelity != self.fidelity:
+            raise ConfigError("training.fidelity: set these switches in the top-level `fidelity:` section")
+        self.training.fidelity = self.fidelity
 
 
 # --------------------------------------------------------------------------------------------------- loading

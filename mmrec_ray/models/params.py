@@ -25,6 +25,11 @@ TABLE_2: dict[str, dict[str, float | int]] = {
     "keyword": {"batch_size": 512, "units": 256, "dropout": 0.2},
     "latent_feature": {"batch_size": 512, "units": 256, "dropout": 0.3},
     "relative_representation": {"batch_size": 256, "units": 256, "dropout": 0.3, "num_anchors": 125},
+    # Stage components: not in Table 2; the values hard-coded in the reference scripts (model_*_step_*.py).
+    "generative_imputation.conversation_generator": {"batch_size": 128, "units": 64, "dropout": 0.4},
+    "generative_imputation.session_generator": {"batch_size": 128, "units": 256, "dropout": 0.3},
+    "relative_representation.conversation_encoder": {"batch_size": 128, "units": 256, "dropout": 0.4},
+    "relative_representation.session_encoder": {"batch_size": 256, "units": 256, "dropout": 0.2},
 }
 
 

@@ -77,7 +77,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
     seed = config["seed"]
-    training = TrainingConfig(**config["training"])
+    training = from_dict(TrainingConfig, config["training"], where="training")
     data: PreparedData = ray.get(config["data"])
     store = fitting.make_store(data, training)
     fitted = {

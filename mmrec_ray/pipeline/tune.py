@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig
+from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig, from_dict
 from mmrec_ray.data.tensors import PreparedData
 from mmrec_ray.io import atomic_write_parquet, atomic_write_text
 from mmrec_ray.models import registry
@@ -132,7 +132,7 @@ def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict
     config = config["trial"]
     name = config["model"]
     params = ModelParams(**config["params"])
-    training = TrainingConfig(**config["training"])
+    training = from_dict(TrainingConfig, config["training"], where="training")
     store = fitting.make_store(data, training)
     deps = {
         d: fitting.load_checkpoint_bytes(dependencies[d], store, training)
