@@ -9,7 +9,10 @@ Stages (the teachers are registry models fitted once per seed by the runner and 
 
        L = BCE(y) + α · BCE(p_conversation_teacher) + β · BCE(p_session_teacher)
 
-   every term the binary cross-entropy summed over the J items (eq. 6, section 5.2). α and β are "in proportion
+   every term the binary cross-entropy over the J items (eq. 6, section 5.2; averaged over items as Keras does
+   unless ``fidelity.loss_reduction: sum``). As in the reference script (model_knowledge_distillation.py), the
+   student validates on the last 11 % of its training PEs (``fidelity.knowledge_distillation.validation_fraction``)
+   and its joint network has the reference head (``layers.JointNetwork``). α and β are "in proportion
    to how much data the student models are trained on": α = share of training PEs (all non-test PEs) that had
    a conversation, β = share that had a session (≈ 0.32 and 0.87 on the released data). Both are computed from
    the data and returned in ``FitResult.extra``.
@@ -63,7 +66,12 @@ class KnowledgeDistillationRecommender(Recommender):
 
     def build_student(self, store: FeatureStore) -> nn.Module:
         return JointNetwork(
-            store.embedding_dim, store.vocab_size, self.params.units, store.num_items, self.params.dropout
+            store.embedding_dim,
+            store.vocab_size,
+            self.params.units,
+            store.num_items,
+            self.params.dropout,
+            head=self.training.fidelity.joint_network.head,
         )
 
     @staticmethod
@@ -91,18 +99,28 @@ class KnowledgeDistillationRecommender(Recommender):
                 )
             soft[name] = table
         alpha, beta = self.alpha, self.beta
+        reduction = self.training.fidelity.loss_reduction
 
         def loss(network: nn.Module, batch: Batch) -> torch.Tensor:
             logits = self.student_logits(network, batch)
             return (
-                multilabel_bce(logits, batch.targets)
-                + alpha * soft_label_bce(logits, soft[CONVERSATION_TEACHER][batch.index])
-                + beta * soft_label_bce(logits, soft[SESSION_TEACHER][batch.index])
+                multilabel_bce(logits, batch.targets, reduction=reduction)
+                + alpha * soft_label_bce(logits, soft[CONVERSATION_TEACHER][batch.index], reduction=reduction)
+                + beta * soft_label_bce(logits, soft[SESSION_TEACHER][batch.index], reduction=reduction)
             )
 
         seed_everything(self.seed)  # the student's initial weights depend on the seed only
         self.student = self.build_student(store)
-        outcome = fit_network(self, self.student, loss, store, train_indices, "student", callback)
+        outcome = fit_network(
+            self,
+            self.student,
+            loss,
+            store,
+            train_indices,
+            "student",
+            callback,
+            validation_fraction=self.training.fidelity.knowledge_distillation.validation_fraction,
+        )
         return fit_result(outcome, "student", extra={"alpha": self.alpha, "beta": self.beta})
 
     def predict(self, store: FeatureStore, indices: np.ndarray) -> np.ndarray:

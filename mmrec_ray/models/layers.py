@@ -166,15 +166,23 @@ class SequenceClassifier(nn.Module):
         return self.head(self.encoder(inputs, lengths))
 
 
+JointHead = Literal["reference", "single"]
+
+
 class JointNetwork(nn.Module):
     """The two-branch network of the imputation and distillation models (Fig. 3b/3c): the Conversation model's
-    first layer and the Web Session model's GRU side by side, concatenated, then the shared head.
+    first layer and the Web Session model's GRU side by side, concatenated, then the joint layers.
 
     forward(conversation (B, D) PE-level mean embedding, session_sequence (B, T, V) left-aligned session
     vectors, session_lengths (B,)) -> logits (B, J).
 
-    Dense(units) on the conversation ∥ masked GRU(units) on the sessions -> (B, 2·units)
-        -> Dropout -> Dense(units, ReLU) -> Linear(J).
+    Dense(units) on the conversation ∥ masked GRU(units) on the sessions -> (B, 2·units), then
+
+    - ``head="reference"`` (the reference code's knowledge_distillation, generative_imputation_step_3 and
+      neutral_imputation scripts): Dense(units, ReLU) -> Dropout -> Dense(units, ReLU) -> Linear(J);
+    - ``head="single"`` (this project before the fidelity review; ``fidelity.joint_network.head``): the shared
+      ``OutputHead``, Dropout -> Dense(units, ReLU) -> Linear(J).
+
     A PE with no session (length 0) gets the GRU's zero state on that branch; imputation models fill the
     missing modality before calling this, so that only happens where a caller chooses it.
     """
@@ -187,11 +195,21 @@ class JointNetwork(nn.Module):
         num_items: int,
         dropout: float,
         conversation_activation: Activation = "linear",
+        head: JointHead = "reference",
     ):
         super().__init__()
         self.conversation_encoder = DenseEncoder(conversation_dim, units, conversation_activation)
         self.session_encoder = MaskedGRU(session_dim, units)
-        self.head = OutputHead(2 * units, units, num_items, dropout)
+        if head == "reference":
+            self.head = nn.Sequential(
+                nn.Linear(2 * units, units),
+                nn.ReLU(),
+                OutputHead(units, units, num_items, dropout),
+            )
+        elif head == "single":
+            self.head = OutputHead(2 * units, units, num_items, dropout)
+        else:
+            raise ValueError(f"unknown joint head {head!r}; expected 'reference' or 'single'")
 
     def forward(
         self, conversation: torch.Tensor, session_sequence: torch.Tensor, session_lengths: torch.Tensor

@@ -33,10 +33,12 @@ def fit_network(
     stage: str,
     callback: EpochCallback | None,
     batch_size: int | None = None,
+    validation_fraction: float | None = None,
 ) -> TrainOutcome:
-    """Split ``train_indices`` (SPEC 4: the last validation_fraction by PE id is validation) and run the loop."""
+    """Split ``train_indices`` (SPEC 4: the last validation_fraction by PE id is validation; a model may use its
+    own fraction, as the reference's Knowledge Distillation does) and run the loop."""
     fit_part, validation_part = store.data.split_validation(
-        train_indices, recommender.training.validation_fraction
+        train_indices, validation_fraction or recommender.training.validation_fraction
     )
     return train(
         network,
@@ -105,7 +107,9 @@ class NetworkRecommender(Recommender):
         """Hook run before the network is built (e.g. imputation statistics from the training PEs)."""
 
     def loss(self, network: nn.Module, batch: Batch) -> torch.Tensor:
-        return multilabel_bce(self.logits(network, batch), batch.targets)
+        return multilabel_bce(
+            self.logits(network, batch), batch.targets, reduction=self.training.fidelity.loss_reduction
+        )
 
     def fit(
         self, store: FeatureStore, dependencies: dict[str, Recommender], callback: EpochCallback | None = None

@@ -2,6 +2,9 @@
 
 Adam, at most ``max_epochs`` epochs, early stopping on validation loss with ``patience``, best weights restored.
 A model supplies ``loss_fn(module, batch) -> scalar loss``; models return logits, losses live in ``losses.py``.
+
+As the reference code's Keras defaults (``fidelity``): a fresh module is initialised the Keras way before its first
+epoch (``initialisation.py``), Adam's epsilon is 1e-7, and the training batches are reshuffled every epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import nn
 
 from mmrec_ray.config import TrainingConfig
 from mmrec_ray.data.features import Batch, FeatureStore
+from mmrec_ray.training.initialisation import initialise_
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
@@ -78,8 +82,12 @@ def train(
     if training.num_threads > 0:
         torch.set_num_threads(training.num_threads)
     generator = seed_everything(seed)
+    # After seeding, so the initial weights depend on the seed only (and not on what was built before).
+    initialise_(module, training.fidelity.init)
     module.to(store.device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=training.learning_rate)
+    optimizer = torch.optim.Adam(
+        module.parameters(), lr=training.learning_rate, eps=training.fidelity.adam_epsilon
+    )
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(module.state_dict())
     history: list[dict[str, float]] = []
     epochs_without_improvement = 0

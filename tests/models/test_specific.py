@@ -63,7 +63,7 @@ def test_neutral_values_are_the_mean_embedding_and_the_most_frequent_session():
     data = dataclasses.replace(data, session_tags=tags)
     store = FeatureStore(data, "cpu")
     indices = np.arange(50)
-    conversation, session = neutral_values(store, indices)
+    conversation, session = neutral_values(store, indices, "most_frequent_session")
     with_conversation = indices[data.has_conversation[:50]]
     np.testing.assert_allclose(
         conversation, data.pe_conversation_embedding[with_conversation].mean(0), rtol=1e-5
@@ -91,7 +91,7 @@ def test_neutral_imputation_fills_missing_modalities_with_the_neutral_values():
     torch.testing.assert_close(present, network.joint(conversation, sessions, torch.tensor([3, 2])))
 
 
-def test_neutral_imputation_statistics_come_from_training_pes():
+def test_neutral_imputation_statistics_come_from_training_pes_never_test():
     data = make_prepared()
     fitted = fit_models(
         data,
@@ -102,6 +102,8 @@ def test_neutral_imputation_statistics_come_from_training_pes():
         device="cpu",
     )
     model = fitted[("neutral_imputation", 0)][0]
-    fit_part, _ = data.split_validation(data.train_indices("all"))
-    expected, _ = neutral_values(FeatureStore(data, "cpu"), fit_part)
+    # The reference fits its imputers on the whole training split (validation part included), never on test.
+    expected, _ = neutral_values(FeatureStore(data, "cpu"), data.train_indices("all"))
     np.testing.assert_allclose(model.network.neutral_conversation.numpy(), expected, rtol=1e-6)
+    with_test, _ = neutral_values(FeatureStore(data, "cpu"), np.arange(data.num_pes))
+    assert not np.allclose(with_test, expected)
