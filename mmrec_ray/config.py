@@ -213,6 +213,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.training.fidelity != FidelityConfig() and self.training.fidelity != self.fidelity:
             raise ConfigError("training.fidelity: set these switches in the top-level `fidelity:` section")
+        if not 0.0 < self.fidelity.knowledge_distillation.validation_fraction < 1.0:
+            raise ConfigError("fidelity.knowledge_distillation.validation_fraction: must be between 0 and 1")
+        if not self.fidelity.adam_epsilon > 0.0:
+            raise ConfigError("fidelity.adam_epsilon: must be positive")
         self.training.fidelity = self.fidelity
 
 

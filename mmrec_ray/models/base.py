@@ -42,6 +42,11 @@ class Recommender(ABC):
         "units",
         "dropout",
     )  # ModelParams fields Tune searches
+    # Stages (the EpochCallback's ``stage``) that only prepare the final one, e.g. a pre-trained encoder. Their
+    # validation loss measures something else (an MSE over embedding dimensions, not the BCE over items), so
+    # Tune neither lets ASHA compare it nor selects on it: every other stage reported is the final stage, at
+    # most one per model, and a trial stopped before reaching it cannot win.
+    preliminary_stages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: ModelParams, training: TrainingConfig, seed: int):
         self.params = params

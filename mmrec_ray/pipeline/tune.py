@@ -6,6 +6,9 @@
 * ASHA (metric ``val_loss``, mode ``min``, time attribute ``epoch``) runs one bracket set per model: losses of
   different models are not comparable (Knowledge Distillation adds teacher terms), so one model's trials never
   stop another's.
+* Only the final stage is compared, by ASHA and by selection: epochs of a model's ``preliminary_stages`` (a
+  pre-trained encoder's MSE, say, before the BCE the model is judged on) are reported under other keys, and
+  ``epoch`` counts final-stage epochs. A trial stopped before its final stage has no loss and cannot win.
 * The prepared arrays enter the object store once (``tune.with_parameters``); trials map them zero-copy.
 * Only validation loss is seen here; the test split is never touched.
 * Resume: experiment names are ``{run name}_tune_level{k}`` (no timestamps); an interrupted level is restored
@@ -31,6 +34,7 @@ from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig, from
 from mmrec_ray.data.tensors import PreparedData
 from mmrec_ray.io import atomic_write_parquet, atomic_write_text
 from mmrec_ray.models import registry
+from mmrec_ray.models.base import FitResult
 from mmrec_ray.pipeline import fitting
 from mmrec_ray.pipeline.ray_env import ray_storage_path
 from mmrec_ray.training.runner import fit_one
@@ -84,9 +88,9 @@ def _per_model_asha(cfg: ExperimentConfig):
                     time_attr="epoch",
                     metric="val_loss",
                     mode="min",
-                    # A trial's "epoch" counts the epochs of all its internal stages; its own early stopping
-                    # ends it long before this cap.
-                    max_t=max(cfg.tune.max_epochs * 4, cfg.tune.grace_period),
+                    # "epoch" counts final-stage epochs only, so at most max_epochs; one more, so that ASHA
+                    # never stops a trial at its last epoch, before the trial saves its checkpoint.
+                    max_t=max(cfg.tune.max_epochs + 1, cfg.tune.grace_period),
                     grace_period=cfg.tune.grace_period,
                     reduction_factor=cfg.tune.reduction_factor,
                 )
@@ -125,6 +129,65 @@ def _per_model_asha(cfg: ExperimentConfig):
 
 
 # --------------------------------------------------------------------------------------------------- trial
+class _StageReports:
+    """The metrics one trial reports, built so that ASHA and selection only ever see final-stage losses.
+
+    An epoch of one of the model's ``preliminary_stages`` is reported as ``stage_epoch`` / ``stage_val_loss``:
+    it measures something else (an MSE over embedding dimensions, against the final stage's BCE), so neither
+    ASHA's metric (``val_loss``) nor its time attribute (``epoch``) is set and ASHA lets the trial continue.
+    ``epoch`` counts final-stage epochs, so every trial of a model reaches a rung at the same final-stage epoch.
+    """
+
+    def __init__(self, model: str, preliminary: tuple[str, ...]) -> None:
+        self.model, self.preliminary = model, tuple(preliminary)
+        self.final_stage: str | None = None
+        self.epochs, self.best = 0, math.inf
+
+    def epoch(self, stage: str, epoch: int, train_loss: float, val_loss: float) -> dict[str, Any]:
+        if stage in self.preliminary:
+            return {
+                "model": self.model,
+                "stage": stage,
+                "stage_epoch": epoch,
+                "train_loss": train_loss,
+                "stage_val_loss": val_loss,
+                "done": False,
+            }
+        if self.final_stage is not None and stage != self.final_stage:
+            # Two criterion stages would put two kinds of loss under one key again: refuse rather than mix.
+            raise ValueError(
+                f"{self.model} reported epochs of stages {self.final_stage!r} and {stage!r}; list every stage "
+                f"but the last in its `preliminary_stages` (now {self.preliminary})"
+            )
+        self.final_stage = stage
+        self.epochs += 1
+        self.best = min(self.best, val_loss)
+        return {
+            "model": self.model,
+            "stage": stage,
+            "epoch": self.epochs,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best_val_loss": self.best,
+            "done": False,
+        }
+
+    def done(self, result: FitResult) -> dict[str, Any]:
+        """The last report. Its loss is the best final-stage epoch's: a FitResult may combine the losses of
+        several stages; only a model that reported no final-stage epoch falls back to it."""
+        best = self.best if math.isfinite(self.best) else result.best_validation_loss
+        return {
+            "model": self.model,
+            "stage": self.final_stage or "fit",
+            "epoch": max(self.epochs, 1),
+            "val_loss": best,
+            "best_val_loss": best,
+            "done": True,
+            # Set by the trial itself: Tune also marks the result that ASHA stops a trial on with done=True.
+            "fit_complete": True,
+        }
+
+
 def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict[str, bytes] = None) -> None:
     """One Tune trial: fit ``config["trial"]["model"]`` with its ``params`` at seed 0, report every epoch."""
     from ray import tune
@@ -138,42 +201,15 @@ def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict
         d: fitting.load_checkpoint_bytes(dependencies[d], store, training)
         for d in registry.get(name).depends_on
     }
-    progress = {"epoch": 0, "stage": None, "best": math.inf}
+    reports = _StageReports(name, registry.get(name).preliminary_stages)
 
     def report(stage: str, epoch: int, train_loss: float, val_loss: float) -> None:
-        if stage != progress["stage"]:  # the last stage is the one selection compares
-            progress["stage"], progress["best"] = stage, math.inf
-        progress["epoch"] += 1
-        progress["best"] = min(progress["best"], val_loss)
-        tune.report(
-            {
-                "model": name,
-                "stage": stage,
-                "epoch": progress["epoch"],
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "best_val_loss": progress["best"],
-                "done": False,
-            }
-        )
+        tune.report(reports.epoch(stage, epoch, train_loss, val_loss))
 
     model, result = fit_one(name, 0, store, params, training, deps, report)
-    best = result.best_validation_loss
-    if not math.isfinite(best):
-        best = progress["best"]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / fitting.CHECKPOINT_FILE).write_bytes(fitting.checkpoint_bytes(model, result, training))
-        tune.report(
-            {
-                "model": name,
-                "stage": progress["stage"] or "fit",
-                "epoch": max(progress["epoch"], 1),
-                "val_loss": best,
-                "best_val_loss": best,
-                "done": True,
-            },
-            checkpoint=tune.Checkpoint.from_directory(tmp),
-        )
+        tune.report(reports.done(result), checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 # --------------------------------------------------------------------------------------------------- stage
@@ -220,7 +256,8 @@ def run_tune(cfg: ExperimentConfig, run_dir: Path, log=print) -> dict[str, dict[
 
 
 def _select(cfg: ExperimentConfig, name: str, trials: pd.DataFrame) -> dict[str, Any]:
-    """Lowest best validation loss of the model's trials; the configured parameters when it has none."""
+    """Lowest best final-stage validation loss of the model's trials (a trial without one, stopped before its
+    final stage, has NaN and is skipped); the configured parameters when there is none."""
     rows = trials[(trials["model"] == name) & trials["best_val_loss"].notna()]
     rows = rows[rows["best_val_loss"].apply(math.isfinite)]
     if rows.empty:
@@ -280,14 +317,16 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
     for result in results:
         config = result.config["trial"] if "trial" in (result.config or {}) else result.config
         metrics = result.metrics or {}
-        status = "ERROR" if result.error else ("COMPLETED" if metrics.get("done") else "STOPPED_BY_ASHA")
+        status = (
+            "ERROR" if result.error else ("COMPLETED" if metrics.get("fit_complete") else "STOPPED_BY_ASHA")
+        )
         params = config["params"]
         rows.append(
             {
                 "model": config["model"],
                 "trial": Path(result.path).name,
                 **{f: params.get(f) for f in GRID_FIELDS},
-                "best_val_loss": _best_loss(result),
+                "best_val_loss": _best_loss(result, config["model"]),
                 "epochs": metrics.get("epoch"),
                 "status": status,
                 "checkpoint": result.checkpoint.path if result.checkpoint else None,
@@ -296,13 +335,19 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
     return pd.DataFrame(rows)
 
 
-def _best_loss(result) -> float:
-    frame = result.metrics_dataframe
+def _best_loss(result, model: str) -> float:
+    return _final_stage_best(result.metrics_dataframe, registry.get(model).preliminary_stages)
+
+
+def _final_stage_best(frame: pd.DataFrame | None, preliminary: tuple[str, ...]) -> float:
+    """The best final-stage validation loss among a trial's reports; NaN when it reported none (stopped before
+    its final stage), so that ``_select`` skips it however small its preliminary losses were."""
     if frame is None or frame.empty or "val_loss" not in frame:
         return math.nan
-    if "stage" in frame and frame["stage"].notna().any():
-        frame = frame[frame["stage"] == frame["stage"].iloc[-1]]  # the final stage's losses
-    return float(frame["val_loss"].min())
+    if "stage" in frame:
+        frame = frame[~frame["stage"].isin(preliminary)]
+    losses = frame["val_loss"].dropna()
+    return float(losses.min()) if not losses.empty else math.nan
 
 
 def _dependency_payload(cfg, run_dir, k, name, chosen, data_ref, dependency_payloads) -> bytes:
