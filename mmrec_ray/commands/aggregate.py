@@ -24,6 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", help="model the significance tests compare against (default latent_feature)"
     )
     parser.add_argument("--alpha", type=float, help="significance level (default 0.05)")
+    parser.add_argument(
+        "--hr-test",
+        choices=["cmh", "mcnemar_majority"],
+        help="HR@k test: cmh = McNemar per seed combined over PEs, testing the seed-mean HR the table shows "
+        "(default); mcnemar_majority = the paper's McNemar on the majority vote over seeds",
+    )
+    parser.add_argument(
+        "--map-test",
+        choices=["wilcoxon", "anova"],
+        help="MAP@k test: wilcoxon = signed-rank on per-PE AP averaged over seeds (default); anova = the paper's",
+    )
     parser.add_argument("--ks", type=_ks, help="cut-offs for HR@k / MAP@k (default 1,2,3,4,5)")
     parser.add_argument("--k", type=int, dest="main_k", help="the Table 3 cut-off (default 3)")
     parser.add_argument(
@@ -52,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         ks=args.ks or evaluation.ks,
         main_k=args.main_k or evaluation.main_k,
         alpha=args.alpha if args.alpha is not None else evaluation.alpha,
+        hr_test=args.hr_test or evaluation.hr_test,
+        map_test=args.map_test or evaluation.map_test,
         strongest_baseline=args.strongest_baseline,
         bootstrap_resamples=args.bootstrap_resamples,
         seed=args.seed,

@@ -3,9 +3,9 @@
 Reads ``RUN_DIR/prepared/tensors`` and every ``RUN_DIR/predictions/**/*.parquet`` (plus extra prediction files
 made elsewhere, in the same long form), then writes
 
-- ``RUN_DIR/results/``: ``metrics.csv``, ``per_pe.parquet`` (evaluate), ``significance.csv`` (McNemar / ANOVA vs
-  the reference model, every k), ``table3.md``, ``table3.tex``, ``table3.csv``, ``seed_summary.csv`` (mean ± std
-  over seeds, every k), ``bootstrap_ci.csv`` (95 % CIs), ``pairwise_tests.csv`` (all pairs, Holm) and
+- ``RUN_DIR/results/``: ``metrics.csv``, ``per_pe.parquet`` (evaluate), ``significance.csv`` (``hr_test`` /
+  ``map_test`` vs the reference model, every k), ``table3.md``, ``table3.tex``, ``table3.csv``,
+  ``seed_summary.csv`` (mean ± std over seeds, every k), ``bootstrap_ci.csv`` (95 % CIs), ``pairwise_tests.csv`` (all pairs, Holm) and
   ``friedman.csv`` (average ranks, Friedman test, Nemenyi CD) at the main cut-off;
 - ``RUN_DIR/figures/``: ``map_at_k.png``, ``hr_at_k.png`` (paper Fig. 6) and ``cd_diagram.png``.
 
@@ -26,7 +26,10 @@ from mmrec_ray.evaluation.evaluate import Evaluation, evaluate_matrices, load_pr
 from mmrec_ray.evaluation.metrics import DEFAULT_KS
 from mmrec_ray.evaluation.predictions import find_prediction_files, load_matrices
 from mmrec_ray.evaluation.significance import (
+    DEFAULT_HR_TEST,
+    DEFAULT_MAP_TEST,
     SIGNIFICANCE_COLUMNS,
+    check_methods,
     consensus_per_pe,
     significance_against_reference,
 )
@@ -84,12 +87,16 @@ def aggregate(
     seed: int = 0,
     echo: Callable[[str], None] | None = print,
     show_table: bool = True,
+    hr_test: str = DEFAULT_HR_TEST,
+    map_test: str = DEFAULT_MAP_TEST,
 ) -> AggregateResult:
     """Evaluate every prediction file of a run, test, tabulate and plot. Returns the table and written paths.
 
     ``echo`` receives progress lines and, at the end, Table 3 in Markdown unless ``show_table`` is false
-    (None = silent).
+    (None = silent). ``hr_test`` / ``map_test`` (EvaluationConfig) choose the tests of the stars and of the
+    pairwise tests (``significance`` module docstring).
     """
+    check_methods(hr_test, map_test)
     say = echo or (lambda _line: None)
     ks = tuple(sorted({int(k) for k in ks} | {int(main_k)}))
     run_dir = Path(run_dir)
@@ -112,7 +119,9 @@ def aggregate(
     n_test = int(data.test_indices().size)
     models = set(evaluation.per_pe["model"].unique())
     if reference in models:
-        significance = significance_against_reference(evaluation.per_pe, reference, ks, alpha, n_test=n_test)
+        significance = significance_against_reference(
+            evaluation.per_pe, reference, ks, alpha, n_test=n_test, hr_test=hr_test, map_test=map_test
+        )
         significance = _in_table_order(significance)
     else:
         messages.append(
@@ -129,6 +138,8 @@ def aggregate(
         main_k,
         strongest_baseline,
         alpha,
+        hr_test=hr_test,
+        map_test=map_test,
     )
     paths["results/table3.md"] = atomic_write_text(results / "table3.md", table.to_markdown())
     paths["results/table3.tex"] = atomic_write_text(results / "table3.tex", table.to_latex())
@@ -143,7 +154,8 @@ def aggregate(
         bootstrap_table(consensus, (main_k,), bootstrap_resamples, 0.95, seed, n_test=n_test),
     )
     paths["results/pairwise_tests.csv"] = _write_csv(
-        results / "pairwise_tests.csv", pairwise_tests(consensus, (main_k,), alpha, n_test=n_test)
+        results / "pairwise_tests.csv",
+        pairwise_tests(consensus, (main_k,), alpha, n_test=n_test, hr_test=hr_test, map_test=map_test),
     )
     friedman = friedman_all(consensus, "map", main_k, alpha, n_test=n_test)
     friedman_frame = (

@@ -55,8 +55,8 @@ from mmrec_ray.data.tensors import (
 from mmrec_ray.errors import MmrecError
 from mmrec_ray.evaluation.evaluate import UNION, evaluate
 from mmrec_ray.evaluation.metrics import per_pe_metrics
-from mmrec_ray.evaluation.significance import consensus_per_pe, mcnemar_test
-from mmrec_ray.evaluation.statistics import bootstrap_means, holm, wilcoxon_test
+from mmrec_ray.evaluation.significance import consensus_per_pe, hr_significance, map_significance
+from mmrec_ray.evaluation.statistics import bootstrap_means, holm
 from mmrec_ray.evaluation.tables import (
     METRIC_DISPLAY,
     SUBSET_DISPLAY,
@@ -376,7 +376,8 @@ class Table4:
 def _paired_tests(
     original: pd.DataFrame, shuffled: pd.DataFrame, k: int
 ) -> dict[tuple[str, str, str], float]:
-    """p-values of shuffled vs original per (model, subset, metric) on the seed consensus of each PE."""
+    """p-values of shuffled vs original per (model, subset, metric), paired by PE on its seed means: the same tests
+    as Table 3's marks (``significance.hr_significance`` / ``map_significance``, default switches)."""
     a = consensus_per_pe(original[original["k"] == k])
     b = consensus_per_pe(shuffled[shuffled["k"] == k])
     merged = a.merge(b, on=["model", "purchase_event_id", "subset", "k"], suffixes=("_original", "_shuffled"))
@@ -386,12 +387,12 @@ def _paired_tests(
             part = rows if subset == UNION else rows[rows["subset"] == subset]
             if part.empty:
                 continue
-            out[(model, subset, "hr")] = mcnemar_test(
-                part["hit_shuffled"].to_numpy(), part["hit_original"].to_numpy()
+            out[(model, subset, "hr")] = hr_significance(
+                part["hit_rate_shuffled"].to_numpy(), part["hit_rate_original"].to_numpy()
             ).p_value
-            out[(model, subset, "map")] = wilcoxon_test(
+            out[(model, subset, "map")] = map_significance(
                 part["ap_shuffled"].to_numpy(), part["ap_original"].to_numpy()
-            )[1]
+            ).p_value
     return out
 
 
@@ -920,11 +921,9 @@ def modality_ablation(
             ap_ablated = np.mean([o[2] for o in per_seed[modality]], axis=0)[served]
             for metric, full, ablated in (("hr", hits_full, hits_ablated), ("map", ap_full, ap_ablated)):
                 low, high = bootstrap_means(ablated - full, bootstrap_resamples, 0.95, seed)
-                if metric == "hr":
-                    result = mcnemar_test((ablated > 0.5).astype(int), (full > 0.5).astype(int))
-                    test, p_value = ("mcnemar_exact" if result.exact else "mcnemar_chi2_cc"), result.p_value
-                else:
-                    test, p_value = "wilcoxon", wilcoxon_test(ablated, full)[1]
+                # The tests of Table 3's marks, on the per-PE seed means shown here.
+                paired = (hr_significance if metric == "hr" else map_significance)(ablated, full)
+                test, p_value = paired.test, paired.p_value
                 rows.append(
                     {
                         **base,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mmrec_ray.evaluation.significance import TEST_NAMES, method_of
 from mmrec_ray.evaluation.tables import (
     METRIC_DISPLAY,
     SUBSET_DISPLAY,
@@ -95,6 +96,14 @@ def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
 
 
+def _test_name(rows: pd.DataFrame) -> str:
+    """How the captions name the test behind ``rows`` (its ``test`` column as written by aggregate): a claim in
+    the report must name the test that produced the numbers, whichever ``hr_test`` / ``map_test`` was used."""
+    ids = list(dict.fromkeys(str(t) for t in rows["test"]))
+    names = list(dict.fromkeys(TEST_NAMES.get(method_of(t) or "", t) for t in ids))
+    return " / ".join(names) if names else "unknown test"
+
+
 def _names(models) -> str:
     models = [display_name(m) for m in models]
     if not models:
@@ -132,7 +141,7 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
             others = np.where(rows["model_a"] == best["model"], rows["model_b"], rows["model_a"])
             significant = order_models(others[rows["significant"].astype(bool).to_numpy()])
             not_significant = order_models(others[~rows["significant"].astype(bool).to_numpy()])
-            test = "McNemar" if metric == "hr" else "Wilcoxon signed-rank"
+            test = _test_name(rows)
             holm_text = f"After Holm correction ({test}, alpha = {alpha:g})"
             if len(rows) and not significant:
                 sentence += (
@@ -163,11 +172,10 @@ def _summary(run_dir: Path, main_k: int, alpha: float) -> list[str]:
             listed = f" ({_names(hits)})" if hits else ""
             parts.append(f"{SUBSET_DISPLAY[subset]} {len(hits)} of {len(rows)}{listed}")
         if reference and parts:
+            test = _test_name(main[main["metric"] == "map"])
             out.append(
-                f"Tests against the reference model {display_name(reference)} (the paper's protocol; one-way "
-                f"ANOVA on per-PE AP@{main_k}, alpha = {alpha:g}) — models significantly different per subset: "
-                + "; ".join(parts)
-                + "."
+                f"Tests against the reference model {display_name(reference)} ({test}, MAP@{main_k}, "
+                f"alpha = {alpha:g}) — models significantly different per subset: " + "; ".join(parts) + "."
             )
     friedman = _read_csv(results / "friedman.csv")
     if friedman is not None:
@@ -352,7 +360,7 @@ def _bootstrap(results: Path, report: Report) -> Section:
 
 
 def _reference_tests(results: Path, main_k: int, report: Report) -> Section:
-    section = Section("Tests against the reference model (the paper's protocol)", "reference-tests")
+    section = Section("Tests against the reference model", "reference-tests")
     frame = _read_csv(results / "significance.csv")
     if frame is None:
         section.blocks.append(
@@ -370,8 +378,9 @@ def _reference_tests(results: Path, main_k: int, report: Report) -> Section:
         (
             "table",
             table,
-            f"p-values of each model against {display_name(reference)} on the same PEs (McNemar on per-PE hits "
-            f"for HR, one-way ANOVA on per-PE AP for MAP); * = significant at alpha = "
+            f"p-values of each model against {display_name(reference)} on the same PEs (HR: "
+            f"{_test_name(frame[frame['metric'] == 'hr'])}; MAP: {_test_name(frame[frame['metric'] == 'map'])}); "
+            f"* = significant at alpha = "
             f"{0.05 if 'alpha' not in frame else frame['alpha'].iloc[0]:g}. These are the markers of Table 3.",
         )
     )
@@ -393,7 +402,7 @@ def _pairwise(results: Path, main_k: int, alpha: float, report: Report) -> Secti
             {
                 "Subset": SUBSET_DISPLAY.get(subset, subset),
                 "Metric": f"{METRIC_DISPLAY[metric]}@{main_k}",
-                "Test": rows["test"].iloc[0].split("_")[0],
+                "Test": _test_name(rows),
                 "Pairs": len(rows),
                 "Significant after Holm": int(rows["significant"].astype(bool).sum()),
             }
@@ -402,9 +411,9 @@ def _pairwise(results: Path, main_k: int, alpha: float, report: Report) -> Secti
         (
             "table",
             pd.DataFrame(counts),
-            f"Every pair of models that serve the subset, on the same PEs (seed consensus per PE): McNemar on "
-            f"majority hits for HR, Wilcoxon signed-rank on mean AP for MAP; Holm's correction over the pairs of "
-            f"each row, alpha = {alpha:g}. Full list: results/pairwise_tests.csv.",
+            f"Every pair of models that serve the subset, on the same PEs (seed consensus per PE), with the tests "
+            f"of Table 3's stars (column Test); Holm's correction over the pairs of each row, alpha = {alpha:g}. "
+            f"Full list: results/pairwise_tests.csv.",
         )
     )
     significant = frame[frame["significant"].astype(bool)].copy()

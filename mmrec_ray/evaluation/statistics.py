@@ -1,5 +1,6 @@
 """Statistics beyond the paper (issue 5): seed spread, bootstrap confidence intervals, all-pairs tests with Holm
-correction, and a Friedman test with the Nemenyi critical difference for a CD diagram.
+correction (the tests of Table 3's stars, ``significance``), and a Friedman test with the Nemenyi critical
+difference for a CD diagram.
 
 All work on the seed consensus of ``significance.consensus_per_pe`` (one outcome per model and PE): for HR the
 share of seeds that hit (``hit_rate``; its mean over PEs is the mean of the per-seed HRs), for MAP the mean AP
@@ -19,7 +20,16 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from mmrec_ray.evaluation.significance import UNION, mcnemar_test, union_models
+from mmrec_ray.evaluation.significance import (
+    DEFAULT_HR_TEST,
+    DEFAULT_MAP_TEST,
+    UNION,
+    check_methods,
+    hr_significance,
+    map_significance,
+    union_models,
+    wilcoxon_test,
+)
 
 SUBSETS = (UNION, "conversations_only", "sessions_only", "intersection")
 VALUE_FIELD = {"hr": "hit_rate", "map": "ap"}  # which consensus column carries each metric
@@ -120,54 +130,40 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np
     return reject, adjusted
 
 
-def wilcoxon_test(values_a: np.ndarray, values_b: np.ndarray) -> tuple[float, float]:
-    """Wilcoxon signed-rank test of paired per-PE values (zero differences dropped). No difference at all: p = 1."""
-    diff = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, dtype=np.float64)
-    nonzero = diff[diff != 0]
-    if not len(nonzero):
-        return 0.0, 1.0
-    # Exact null distribution for few untied differences; otherwise the normal approximation with tie
-    # correction (as R's wilcox.test). scipy's "auto" would run a 9,999-resample permutation test on small tied
-    # samples — ~50K statistic evaluations per pair, most of a small run's aggregate stage.
-    untied = len(np.unique(np.abs(nonzero))) == len(nonzero)
-    method = "exact" if len(nonzero) <= 25 and untied else "approx"
-    result = stats.wilcoxon(nonzero, zero_method="wilcox", method=method)
-    return float(result.statistic), float(result.pvalue)
-
-
 def pairwise_tests(
     consensus: pd.DataFrame,
     ks: Sequence[int] = (3,),
     alpha: float = 0.05,
     n_test: int | None = None,
+    hr_test: str = DEFAULT_HR_TEST,
+    map_test: str = DEFAULT_MAP_TEST,
 ) -> pd.DataFrame:
-    """Every pair of models on every subset: McNemar on majority hits (hr), Wilcoxon signed-rank on mean AP (map).
+    """Every pair of models on every subset, with the tests of Table 3's stars (``significance``): ``hr_test`` on
+    the per-PE seed hit rates (default cmh; mcnemar_majority: McNemar on majority hits), ``map_test`` on the per-PE
+    seed-mean AP (default Wilcoxon signed-rank; anova: one-way ANOVA).
 
     Holm's correction runs over all pairs of one (subset, metric, k) — the family of comparisons a reader makes
-    when reading one column of Table 3. Returns subset, metric, k, model_a, model_b, test, n_pes, value_a,
-    value_b, statistic, p_value, p_holm, significant.
+    when reading one column of Table 3. ``value_a``/``value_b`` are the means the table shows (HR: mean seed hit
+    rate = mean of per-seed HR; MAP: mean seed-mean AP), for either test. Returns subset, metric, k, model_a,
+    model_b, test, n_pes, value_a, value_b, statistic, p_value, p_holm, significant.
     """
+    check_methods(hr_test, map_test)
     in_union = union_models(consensus, n_test)
     rows = []
     for subset in SUBSETS:
         for k in ks:
-            hits = _wide(consensus, subset, int(k), "hit", in_union)
             rates = _wide(consensus, subset, int(k), "hit_rate", in_union)
             aps = _wide(consensus, subset, int(k), "ap", in_union)
-            for metric, wide in (("hr", hits), ("map", aps)):
+            for metric, wide in (("hr", rates), ("map", aps)):
                 if wide.shape[1] < 2:
                     continue
                 family = []
                 for model_a, model_b in combinations(sorted(wide.columns), 2):
+                    a, b = wide[model_a].to_numpy(), wide[model_b].to_numpy()
                     if metric == "hr":
-                        result = mcnemar_test(wide[model_a].to_numpy(), wide[model_b].to_numpy())
-                        test = "mcnemar_exact" if result.exact else "mcnemar_chi2_cc"
-                        statistic, p_value = result.statistic, result.p_value
-                        value_a, value_b = rates[model_a].mean(), rates[model_b].mean()
+                        result = hr_significance(a, b, hr_test)
                     else:
-                        test = "wilcoxon"
-                        statistic, p_value = wilcoxon_test(wide[model_a].to_numpy(), wide[model_b].to_numpy())
-                        value_a, value_b = wide[model_a].mean(), wide[model_b].mean()
+                        result = map_significance(a, b, map_test)
                     family.append(
                         [
                             subset,
@@ -175,12 +171,12 @@ def pairwise_tests(
                             int(k),
                             model_a,
                             model_b,
-                            test,
+                            result.test,
                             len(wide),
-                            value_a,
-                            value_b,
-                            statistic,
-                            p_value,
+                            float(a.mean()),
+                            float(b.mean()),
+                            result.statistic,
+                            result.p_value,
                         ]
                     )
                 reject, adjusted = holm([row[-1] for row in family], alpha)

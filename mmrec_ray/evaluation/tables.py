@@ -1,9 +1,11 @@
 """Table 3 of the paper: HR@k and MAP@k (k = 3) on the union and the three subsets, one row per model.
 
 Layout (paper, Table 3): rows in the paper's model order (others after); each cell the mean over seeds; "*" marks
-a significant difference from the reference model (McNemar for HR, one-way ANOVA for MAP); the best value of
-each column in bold; for the proposed models the relative change (%) versus the strongest baseline in brackets;
-"-" where a model does not serve the subset.
+a significant difference from the reference model (the tests of ``significance``: by default McNemar over
+(seed, PE) pairs clustered by PE for HR and Wilcoxon signed-rank for MAP, both on the quantity the cell shows;
+McNemar on majority hits / the paper's one-way ANOVA behind ``hr_test`` / ``map_test``; the caption names the
+tests used); the best value of each column in bold; for the proposed models the relative change (%) versus the
+strongest baseline in brackets; "-" where a model does not serve the subset.
 
 Strongest baseline: by default the best baseline *on that column* (per-column maximum over Popular ...
 Neutral Imputation). The paper instead uses one model for every column (its caption: "the strongest baseline
@@ -17,6 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mmrec_ray.evaluation.significance import (
+    DEFAULT_HR_TEST,
+    DEFAULT_MAP_TEST,
+    TEST_NAMES,
+    check_methods,
+)
 from mmrec_ray.evaluation.statistics import seed_summary
 from mmrec_ray.models.registry import PAPER_BASELINES, PAPER_MODELS, PAPER_PROPOSED
 
@@ -76,6 +84,8 @@ class Table3:
     columns: list[tuple[str, str]]  # (subset, metric)
     cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)  # (model, subset, metric)
     alpha: float = 0.05
+    hr_test: str = DEFAULT_HR_TEST  # the tests behind the stars, named in the caption
+    map_test: str = DEFAULT_MAP_TEST
 
     # ----------------------------------------------------------------------------------- rendering
     def _caption(self) -> str:
@@ -85,7 +95,7 @@ class Table3:
         if self.reference:
             parts.append(
                 f"* = significantly different from {display_name(self.reference)} "
-                f"(McNemar for HR, one-way ANOVA for MAP, alpha = {self.alpha:g})."
+                f"(HR: {TEST_NAMES[self.hr_test]}; MAP: {TEST_NAMES[self.map_test]}; alpha = {self.alpha:g})."
             )
         if self.strongest_baseline:
             parts.append(
@@ -189,11 +199,15 @@ def build_table3(
     k: int = 3,
     strongest_baseline: str | None = None,
     alpha: float = 0.05,
+    hr_test: str = DEFAULT_HR_TEST,
+    map_test: str = DEFAULT_MAP_TEST,
 ) -> Table3:
     """Table 3 from per-seed metrics (``evaluate``'s metrics.csv) and ``significance_against_reference`` rows.
 
     strongest_baseline: None = the best baseline on each column; a model name = that model on every column.
+    hr_test / map_test: the tests the significance rows were computed with (the caption names them).
     """
+    check_methods(hr_test, map_test)
     summary = seed_summary(metrics[metrics["k"] == k])
     models = order_models(summary["model"].unique())
     columns = [(s, m) for s in SUBSET_ORDER for m in ("hr", "map")]
@@ -204,6 +218,8 @@ def build_table3(
         models=models,
         columns=columns,
         alpha=alpha,
+        hr_test=hr_test,
+        map_test=map_test,
     )
     for row in summary.itertuples(index=False):
         if (row.subset, row.metric) in columns:

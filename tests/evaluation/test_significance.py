@@ -100,8 +100,11 @@ def _toy_per_pe():
     return _per_pe(rows)
 
 
-def test_significance_against_reference_per_subset():
-    table = significance_against_reference(_toy_per_pe(), "latent_feature", ks=(3,), n_test=60)
+def test_significance_against_reference_per_subset_old_convention():
+    # hr_test=mcnemar_majority / map_test=anova: McNemar on majority hits, one-way ANOVA on mean AP.
+    table = significance_against_reference(
+        _toy_per_pe(), "latent_feature", ks=(3,), n_test=60, hr_test="mcnemar_majority", map_test="anova"
+    )
     weak = table[(table["model"] == "weak") & (table["metric"] == "hr")].set_index("subset")
     assert set(weak.index) == {"union", "conversations_only", "sessions_only"}
     assert weak.loc["union", "n_pes"] == 60
@@ -116,6 +119,21 @@ def test_significance_against_reference_per_subset():
     assert not conv["significant"].any()
     assert set(table["test"]) == {"mcnemar_exact", "mcnemar_chi2_cc", "anova_oneway"}
     assert (table[table["metric"] == "map"]["test"] == "anova_oneway").all()
+
+
+def test_significance_against_reference_per_subset_default():
+    # Default (cmh / wilcoxon). Both seeds agree, so d_i = -1 on the 48 PEs weak misses: X^2 = 48^2 / 48 = 48,
+    # without McNemar's continuity correction.
+    table = significance_against_reference(_toy_per_pe(), "latent_feature", ks=(3,), n_test=60)
+    weak = table[(table["model"] == "weak") & (table["metric"] == "hr")].set_index("subset")
+    assert set(weak.index) == {"union", "conversations_only", "sessions_only"}
+    assert weak.loc["union", "discordant_reference"] == 48 and weak.loc["union", "discordant_model"] == 0
+    assert weak.loc["union", "test"] == "cmh_clustered_chi2"
+    assert weak.loc["union", "statistic"] == pytest.approx(48.0)
+    assert weak["significant"].all()
+    conv = table[table["model"] == "conversation"]
+    assert set(conv["subset"]) == {"conversations_only"} and not conv["significant"].any()
+    assert (table[table["metric"] == "map"]["test"] == "wilcoxon").all()
 
 
 def test_missing_reference_is_a_clear_error():
