@@ -130,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
                         f"{runner.checkpoint_path(run_dir, name, seed)} was trained with {recommender.params}, "
                         f"not {params[name]}; use another --run directory or delete that checkpoint"
                     )
+                changed = runner.changed_fidelity(run_dir, name, seed, training)
+                if changed:
+                    raise ConfigError(
+                        f"{runner.checkpoint_path(run_dir, name, seed)} was trained with other fidelity switches "
+                        f"({', '.join(changed)}); use another --run directory or delete that checkpoint"
+                    )
                 provided[(name, seed)] = recommender
 
         def on_fitted(name, seed, recommender, result):

@@ -207,3 +207,26 @@ def load_checkpoint(
     return restore_checkpoint(
         torch.load(path, map_location="cpu", weights_only=False), store, training, str(path)
     )
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(f"{prefix}.{key}", item))
+        return out
+    return {prefix: value}
+
+
+def changed_fidelity(run_dir: str | Path, name: str, seed: int, training: TrainingConfig) -> list[str]:
+    """The ``fidelity.*`` switches whose values differ between the checkpoint of (name, seed) and ``training``
+    (``fidelity.key: old -> new``); empty when they agree. A checkpoint from before the switches existed was
+    trained with the pre-review behaviour and differs in every switch that changed since."""
+    payload = torch.load(checkpoint_path(run_dir, name, seed), map_location="cpu", weights_only=False)
+    stored = _flatten("fidelity", (payload.get("training") or {}).get("fidelity") or {})
+    current = _flatten("fidelity", dataclasses.asdict(training.fidelity))
+    return [
+        f"{key}: {stored.get(key, 'unset')} -> {value}"
+        for key, value in current.items()
+        if stored.get(key) != value
+    ]

@@ -1,6 +1,6 @@
-"""Specific tests of the multi-stage models: Knowledge Distillation (α/β, teacher fallback), Generative
-Imputation (generators, empty generated sequences), Relative Representation (anchor selection, frozen encoders
-reused across anchor counts). The registry-parametrized contract tests in test_models.py cover them too."""
+"""Specific tests of the multi-stage models: Knowledge Distillation (α/β, teacher fallback), Relative
+Representation (anchor selection, frozen encoders reused across anchor counts); Generative Imputation's are in
+test_fidelity_generative.py. The registry-parametrized contract tests in test_models.py cover them too."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ from mmrec_ray.config import ModelParams
 from mmrec_ray.data.features import FeatureStore
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION
 from mmrec_ray.models import registry
-from mmrec_ray.models.generative_imputation import (
-    GENERATORS,
-    MAX_GENERATED_SESSIONS,
-    ConversationToSessions,
-    ImputedFeatures,
-)
+from mmrec_ray.models._anchors import anchor_candidates, select_anchors
 from mmrec_ray.models.knowledge_distillation import distillation_weights
-from mmrec_ray.models.relative_representation import ENCODERS, anchor_candidates, select_anchors
+from mmrec_ray.models.relative_representation_conversation_encoder import CONVERSATION_ENCODER
+from mmrec_ray.models.relative_representation_session_encoder import SESSION_ENCODER
 from mmrec_ray.training.runner import fit_models, fit_one
 from tests.models.conftest import make_prepared, small_params, with_extra_padding
 
@@ -99,7 +95,7 @@ def test_kd_distillation_terms_change_the_student(tiny_data, fast_training, monk
 @pytest.mark.parametrize("count", [1, 7, 24, 124, 125, 126])
 def test_anchor_count_is_exact_and_anchors_have_one_conversation_and_one_session(anchor_data, count):
     pool = anchor_data.train_indices("all")
-    anchors = select_anchors(anchor_data, pool, count, seed=0)
+    anchors = select_anchors(anchor_data, pool, count, seed=0, quotas="equal")
     assert len(anchors.pes) == count == anchors.requested
     assert len(np.unique(anchors.pes)) == count, "an anchor PE is drawn once"
     assert np.isin(anchors.pes, pool).all()
@@ -118,7 +114,7 @@ def test_anchor_quota_is_equal_per_class(anchor_data):
     num_classes = anchor_data.num_items
     assert per_class_candidates.min() >= 30  # every class can fill its quota here
     for count in (125, 23):
-        anchors = select_anchors(anchor_data, pool, count, seed=1)
+        anchors = select_anchors(anchor_data, pool, count, seed=1, quotas="equal")
         per_class = np.bincount(anchors.classes, minlength=num_classes)
         assert per_class.sum() == count
         assert set(per_class.tolist()) <= {count // num_classes, count // num_classes + 1}
@@ -134,7 +130,7 @@ def test_anchor_shortfall_of_a_rare_class_is_filled_from_the_others(anchor_data)
     targets[buyers[3:], 0] = 0
     targets[buyers[3:], 1] = 1
     data = dataclasses.replace(anchor_data, targets=targets)
-    anchors = select_anchors(data, pool, 125, seed=0)
+    anchors = select_anchors(data, pool, 125, seed=0, quotas="equal")
     per_class = np.bincount(anchors.classes, minlength=data.num_items)
     assert len(anchors.pes) == 125
     assert per_class[0] == 3, "the rare class takes all its candidates"
@@ -143,135 +139,66 @@ def test_anchor_shortfall_of_a_rare_class_is_filled_from_the_others(anchor_data)
 
 def test_anchors_are_deterministic_per_seed_and_differ_across_seeds(anchor_data):
     pool = anchor_data.train_indices("all")
-    first = select_anchors(anchor_data, pool, 50, seed=4)
-    again = select_anchors(anchor_data, pool, 50, seed=4)
-    other = select_anchors(anchor_data, pool, 50, seed=5)
-    np.testing.assert_array_equal(first.pes, again.pes)
-    np.testing.assert_array_equal(first.classes, again.classes)
-    assert set(first.pes.tolist()) != set(other.pes.tolist())
+    for rule in ("reference", "equal"):
+        first = select_anchors(anchor_data, pool, 50, seed=4, quotas=rule)
+        again = select_anchors(anchor_data, pool, 50, seed=4, quotas=rule)
+        other = select_anchors(anchor_data, pool, 50, seed=5, quotas=rule)
+        np.testing.assert_array_equal(first.pes, again.pes)
+        np.testing.assert_array_equal(first.classes, again.classes)
+        assert set(first.pes.tolist()) != set(other.pes.tolist())
 
 
 def test_too_few_candidates_uses_all_of_them_with_a_warning(tiny_data):
     pool = tiny_data.train_indices("all")
     candidates = anchor_candidates(tiny_data, pool)
     with pytest.warns(UserWarning, match="only"):
-        anchors = select_anchors(tiny_data, pool, len(candidates) + 5, seed=0)
+        anchors = select_anchors(tiny_data, pool, len(candidates) + 5, seed=0, quotas="equal")
     assert sorted(anchors.pes.tolist()) == sorted(candidates.tolist())
 
 
 def test_relative_representation_reuses_frozen_encoders_across_anchor_counts(tiny_data, fast_training):
     store = FeatureStore(tiny_data, "cpu")
     params = params_for()
-    encoders, result = fit_one(ENCODERS, 0, store, params[ENCODERS], fast_training)
-    assert set(result.history) == {"conversation_encoder", "session_encoder"}
-    before = {k: v.clone() for k, v in encoders.state_dict()["conversation"].items()}
+    encoders = {
+        name: fit_one(name, 0, store, params[name], fast_training)[0]
+        for name in (CONVERSATION_ENCODER, SESSION_ENCODER)
+    }
+    before = {k: v.clone() for k, v in encoders[CONVERSATION_ENCODER].state_dict()["encoder"].items()}
     for count in (4, 9):
         model_params = dataclasses.replace(params["relative_representation"], num_anchors=count)
         model, fit_result = fit_one(
-            "relative_representation", 0, store, model_params, fast_training, {ENCODERS: encoders}
+            "relative_representation", 0, store, model_params, fast_training, encoders
         )
-        assert model.encoders is encoders
-        assert fit_result.extra["num_anchors_used"] == count
-        assert model.network.encoder.input_size == count + 1  # |X| similarities + is_conversation
+        assert model.encoders["conversation"] is encoders[CONVERSATION_ENCODER]
+        assert model.encoders["session"] is encoders[SESSION_ENCODER]
+        used = fit_result.extra["num_anchors_used"]
+        assert used == len(model.anchors.pes) == model.anchors.quotas.sum() - model.anchors.shortfall
+        assert model.network.encoder.input_size == used + 1  # |X| similarities + is_conversation
         conversation_table = model.raw_relative_table(store, "conversation")
         session_table = model.raw_relative_table(store, "session")
-        assert conversation_table.shape == (store.conversation_table.shape[0], count)
-        assert session_table.shape == (store.session_table.shape[0], count)
+        assert conversation_table.shape == (store.conversation_table.shape[0], used)
+        assert session_table.shape == (store.session_table.shape[0], used)
         # Eqs. (11)-(12): cosine similarities, and an anchor's own event is similar 1 to itself.
         assert conversation_table.abs().max() <= 1 + 1e-5
         own_rows = tiny_data.event_row[model.anchors.pes][
             tiny_data.event_kind[model.anchors.pes] == EVENT_SESSION
         ]
         np.testing.assert_allclose(
-            session_table[torch.as_tensor(own_rows), torch.arange(count)].numpy(), 1.0, atol=1e-5
+            session_table[torch.as_tensor(own_rows), torch.arange(used)].numpy(), 1.0, atol=1e-5
         )
-    after = encoders.state_dict()["conversation"]
+    after = encoders[CONVERSATION_ENCODER].state_dict()["encoder"]
     assert all(torch.equal(before[k], after[k]) for k in before), "stage 3 must not train the encoders"
 
 
-def test_encoders_train_on_single_events(tiny_data, fast_training):
+@pytest.mark.parametrize(
+    ("name", "modality", "kind"),
+    [(CONVERSATION_ENCODER, "conversation", EVENT_CONVERSATION), (SESSION_ENCODER, "session", EVENT_SESSION)],
+)
+def test_encoders_train_on_single_events(tiny_data, fast_training, name, modality, kind):
     store = FeatureStore(tiny_data, "cpu")
-    _, result = fit_one(ENCODERS, 0, store, small_params(ENCODERS), fast_training)
-    train_conversation_events = (tiny_data.event_kind[tiny_data.train_indices("conversation")] == 1).sum()
-    train_session_events = (tiny_data.event_kind[tiny_data.train_indices("session")] == 2).sum()
-    assert result.extra["conversation_encoder_examples"] == train_conversation_events
-    assert result.extra["session_encoder_examples"] == train_session_events
-
-
-# --------------------------------------------------------------------------------- generative imputation
-def test_generators_impute_only_the_missing_modality(tiny_data, fast_training):
-    store = FeatureStore(tiny_data, "cpu")
-    generators, result = fit_one(GENERATORS, 0, store, small_params(GENERATORS), fast_training)
-    assert set(result.history) == {"conversation_generator", "session_generator"}
-    imputed = ImputedFeatures(store, generators)
-    batch = store.batch(np.arange(tiny_data.num_pes))
-    conversation = imputed.conversation(batch)
-    sessions, lengths = imputed.sessions(batch)
-    has_conversation = torch.as_tensor(tiny_data.has_conversation)
-    has_session = torch.as_tensor(tiny_data.has_session)
-    torch.testing.assert_close(conversation[has_conversation], batch.pe_conversation[has_conversation])
-    assert conversation[~has_conversation].abs().sum(dim=1).gt(0).all()
-    torch.testing.assert_close(lengths[has_session], batch.session_lengths[has_session])
-    steps = batch.session_sequence.shape[1]
-    torch.testing.assert_close(sessions[has_session][:, :steps], batch.session_sequence[has_session])
-    generated_lengths = lengths[~has_session]
-    assert ((generated_lengths >= 1) & (generated_lengths <= MAX_GENERATED_SESSIONS)).all()
-    generated = sessions[~has_session]
-    assert set(torch.unique(generated).tolist()) <= {0.0, 1.0} or imputed.num_empty_generated > 0
-
-
-def test_generative_imputation_survives_all_empty_generated_sequences(tiny_data, fast_training):
-    store = FeatureStore(tiny_data, "cpu")
-    params = params_for()
-    generators, _ = fit_one(GENERATORS, 0, store, params[GENERATORS], fast_training)
-    generators.session_threshold = 1.01  # no probability reaches it: every generated session is empty
-    model, result = fit_one(
-        "generative_imputation",
-        0,
-        store,
-        params["generative_imputation"],
-        fast_training,
-        {GENERATORS: generators},
-    )
-    conversation_only = np.flatnonzero(~tiny_data.has_session)
-    assert result.extra["empty_generated_sequences"] == len(conversation_only) > 0
-    # The fallback: one step holding the mean training session.
-    batch = store.batch(conversation_only)
-    sessions, lengths = model.imputed(store).sessions(batch)
-    assert (lengths == 1).all()
-    mean_session = generators.session_generator.mean_session
-    assert mean_session.sum() > 0
-    torch.testing.assert_close(sessions[:, 0], mean_session.expand(len(conversation_only), -1))
-    assert sessions[:, 1:].abs().sum() == 0
-    scores = model.predict(store, np.arange(tiny_data.num_pes))
-    assert scores.shape == (tiny_data.num_pes, tiny_data.num_items) and np.isfinite(scores).all()
-
-
-def test_session_generator_drops_empty_steps_and_keeps_the_predicted_length():
-    torch.manual_seed(0)
-    generator = ConversationToSessions(
-        embedding_dim=4, vocab_size=5, units=6, dropout=0.0, max_sessions=4
-    ).eval()
-    conversation = torch.randn(8, 4)
-    with torch.no_grad():
-        generator.tags.bias.fill_(50.0)  # every tag probability ~1: no step is empty
-        generator.length.bias.copy_(torch.tensor([0.0, 0.0, 100.0, 0.0]))  # predicted length 3
-    sessions, lengths, empty = generator.generate(conversation, threshold=0.5)
-    assert sessions.shape == (8, 4, 5)
-    assert (lengths == 3).all() and not empty.any()
-    assert (sessions[:, :3] == 1).all() and (sessions[:, 3] == 0).all()
-    sessions, lengths, empty = generator.generate(conversation, threshold=1.01)
-    assert empty.all() and (lengths == 1).all()
-
-
-def test_generation_is_padding_invariant(tiny_data, fast_training):
-    store = FeatureStore(tiny_data, "cpu")
-    padded = FeatureStore(with_extra_padding(tiny_data, 3), "cpu")
-    generators, _ = fit_one(GENERATORS, 0, store, small_params(GENERATORS), fast_training)
-    plain, wide = ImputedFeatures(store, generators), ImputedFeatures(padded, generators)
-    torch.testing.assert_close(plain.generated_conversation, wide.generated_conversation)
-    torch.testing.assert_close(plain.generated_sessions, wide.generated_sessions)
-    torch.testing.assert_close(plain.generated_lengths, wide.generated_lengths)
+    _, result = fit_one(name, 0, store, small_params(name), fast_training)
+    assert set(result.history) == {f"{modality}_encoder"}
+    assert result.extra["examples"] == (tiny_data.event_kind[tiny_data.train_indices(modality)] == kind).sum()
 
 
 # --------------------------------------------------------------------------------- all three
@@ -314,11 +241,24 @@ def _flatten(state, prefix=""):
 
 
 def test_relative_features_are_standardised_on_fitting_events_only(tiny_data, fast_training):
-    """The GRU input is each anchor's similarity standardised with statistics of the fitting PEs' events."""
+    """similarity=standardised: each anchor's similarity standardised with statistics of the fitting events."""
     store = FeatureStore(tiny_data)
+    fidelity = fast_training.fidelity
+    training = dataclasses.replace(
+        fast_training,
+        fidelity=dataclasses.replace(
+            fidelity,
+            relative_representation=dataclasses.replace(
+                fidelity.relative_representation, similarity="standardised"
+            ),
+        ),
+    )
     model_params = ModelParams(batch_size=32, units=8, dropout=0.2, num_anchors=4)
-    encoders, _ = fit_one(ENCODERS, 0, store, model_params, fast_training, {})
-    model, _ = fit_one("relative_representation", 0, store, model_params, fast_training, {ENCODERS: encoders})
+    encoders = {
+        name: fit_one(name, 0, store, model_params, training, {})[0]
+        for name in (CONVERSATION_ENCODER, SESSION_ENCODER)
+    }
+    model, _ = fit_one("relative_representation", 0, store, model_params, training, encoders)
     fit_part, _ = tiny_data.split_validation(
         tiny_data.train_indices("all"), fast_training.validation_fraction
     )
