@@ -1,44 +1,36 @@
 """Relative Representation (section 4.3.4, eqs. 7–12, Figs. 4c/5c; SPEC 5), in three explicit stages.
 
-Stage 1 — encoders (registry component ``relative_representation.encoders``, ``reported=False``; fitted once
-per seed by the runner and reused by every anchor-count trial): two single-event networks trained separately on
-the recommendation task,
+Stage 1 — encoders: two single-stage registry components, ``relative_representation.conversation_encoder`` and
+``relative_representation.session_encoder`` (``reported=False``; their own files, architecture in
+``models._single_event_encoder``). Each is fitted once per seed by the runner and reused by every trial of this
+model (anchor counts, batch sizes ...); their tanh layer gives the latent vectors c̃ (eq. 7) and s̃ (eq. 9).
 
-    conversation c (D,) -> c̃ = tanh(W_c c) (eq. 7) -> o = W_o c̃ (eq. 8)
-    session s (V,)      -> s̃ = tanh(W_s s) (eq. 9) -> o = W_o s̃ (eq. 10)
+Stage 2 — anchors (``models._anchors``): training PEs with exactly one conversation and one session, sampled
+per item class. Switches ``fidelity.relative_representation.anchor_quotas`` (reference: max(1, round(n · item
+share)) per item, each candidate in the class of its rarest purchase; equal: n split evenly) and ``anchor_pool``
+(training: every training PE, validation part included, as model_relative_representation_step_3.py line 32;
+fitting_part: only the PEs the joint network is fitted on). Each anchor contributes its conversation and its
+session.
 
-trained with eq. (6) on single events: every conversation event of a training PE is one example whose target
-is that PE's purchase (likewise every session event). The latent width is ``params.units`` of the component.
+Stage 3 — joint model (step_3.py lines 65-106 and 142-152): each event becomes its cosine similarities to the
+anchors' latent vectors of its own modality (eqs. 11–12), (|X|,), plus the is_conversation flag
+-> (B, T, |X| + 1) -> masked GRU(units) -> Dropout -> Dense(units, ReLU) -> Linear(J) logits.
 
-Stage 2 — anchors (``select_anchors``): ``params.num_anchors`` training PEs with exactly one conversation and
-one session, sampled per item class; each contributes its conversation and its session.
-
-Stage 3 — joint model: each event becomes its cosine similarities to the anchors' latent vectors of its own
-modality (eqs. 11–12), (|X|,), plus the is_conversation flag -> (B, T, |X| + 1) -> masked GRU(units) ->
-Dropout -> Dense(units, ReLU) -> Linear(J).
-
-Feature scaling (documented deviation): the raw cosine similarities of tanh latents are all large and alike
-(measured on generated data at scale 0.2: 0.84 ± 0.06 per anchor), and with them the joint GRU never left the
-item prior (validation loss flat at the Popular level, HR@3 equal to Popular's). Each anchor dimension is
-therefore standardised with the mean and standard deviation of that modality's similarities over the events of
-the fitting PEs (never validation or test); the statistics are part of the saved state. This is an affine map
-per input dimension, so the representation is still relative (eqs. 11-12) and carries the same information.
-
-Anchor quota (documented choice): equal per item class. The |X| anchors are split as evenly as possible over
-the item classes that have candidates (⌊|X|/K⌋ each, the remainder of one extra each going to classes drawn
-at random with the run's seed); a PE that bought several items is a candidate of each of them but is drawn at
-most once. Classes are filled rarest first; a class with fewer candidates than its quota takes them all and
-the shortfall is drawn from the classes that still have candidates, one at a time in a seeded order, so the
-total is always exactly |X| (the public reference code ends with 124 when asked for 125). If there are fewer
-candidate PEs than |X| in total, all candidates are used and a warning says so (``extra["num_anchors_used"]``).
-Anchors are drawn from the fitting part of the training PEs (never validation or test), with
-``numpy.random.default_rng(seed)``: deterministic per seed and different across seeds.
+Similarities, switch ``fidelity.relative_representation.similarity``:
+* ``raw`` (default; the paper and the reference): the cosine similarities as they are.
+* ``standardised``: each anchor's similarities minus their mean, over their standard deviation, both over the
+  events of the fitting PEs (never validation or test; saved with the model). An affine map per input
+  dimension, so the representation stays relative and carries the same information. Added when the encoders
+  were tanh -> Linear: their raw similarities were large and alike and the GRU stayed at the item prior.
+  Measured on generated data (scale 0.1, D = 64, seeds 0 and 1, mean ± std over (event, anchor) pairs):
+  linear encoders, raw: 0.83 ± 0.08 (conversations), 0.85 ± 0.04 (sessions), HR@3 union 0.451 (Popular
+  0.486); reference encoders, raw: 0.60 ± 0.15, 0.52 ± 0.11, HR@3 union 0.594, intersection 0.639 (Popular
+  0.569) — no collapse; reference encoders, standardised: HR@3 union 0.656, intersection 0.715.
+  ``FitResult.extra["similarity"]`` records the raw similarities' mean and spread per modality on every fit.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,240 +40,22 @@ from torch import nn
 
 from mmrec_ray.data.features import Batch, FeatureStore
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION
-from mmrec_ray.models._multistage import (
-    EventExamples,
-    cpu_state,
-    modality_events,
-    nan_scores,
-    require_dependencies,
-    restore,
-    snapshot,
-)
+from mmrec_ray.models._anchors import Anchors, select_anchors
+from mmrec_ray.models._multistage import cpu_state, require_dependencies, restore, snapshot
+from mmrec_ray.models._single_event_encoder import SingleEventEncoderComponent
 from mmrec_ray.models.base import EpochCallback, FitResult, Recommender
-from mmrec_ray.models.layers import SequenceClassifier, TanhProjection
+from mmrec_ray.models.layers import SequenceClassifier
 from mmrec_ray.models.neural import fit_network, predict_batches
 from mmrec_ray.models.registry import register
-from mmrec_ray.training.loop import seed_everything, train
+from mmrec_ray.models.relative_representation_conversation_encoder import CONVERSATION_ENCODER
+from mmrec_ray.models.relative_representation_session_encoder import SESSION_ENCODER
+from mmrec_ray.training.loop import seed_everything
 from mmrec_ray.training.losses import multilabel_bce
 
-ENCODERS = "relative_representation.encoders"
-_CHUNK = 65536  # rows encoded at once when building the relative tables (bounds memory)
+ENCODER_OF = {"conversation": CONVERSATION_ENCODER, "session": SESSION_ENCODER}
+MODALITIES = (("conversation", EVENT_CONVERSATION), ("session", EVENT_SESSION))
 
 
-# ------------------------------------------------------------------------------------------------ stage 1
-class SingleEventEncoder(nn.Module):
-    """x (B, F) -> latent tanh(W x) (B, H) (eq. 7 / 9) -> logits W_o latent (B, J) (eq. 8 / 10)."""
-
-    def __init__(self, in_features: int, units: int, num_items: int):
-        super().__init__()
-        self.project = TanhProjection(in_features, units)
-        self.output = nn.Linear(units, num_items)
-
-    def latent(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.project(inputs)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.output(self.latent(inputs))
-
-
-def _event_loss(network: nn.Module, batch) -> torch.Tensor:
-    return multilabel_bce(network(batch.features), batch.targets)
-
-
-@register
-class RelativeRepresentationEncoders(Recommender):
-    """Stage 1 of Relative Representation: the conversation and the session encoder (eqs. 7–10).
-
-    ``best_validation_loss`` is the sum of the two encoders' best validation losses (both per-example eq. 6).
-    ``predict`` gives NaN rows: the encoders score single events, not PEs.
-    """
-
-    name = ENCODERS
-    reported = False
-    trains_on = "all"
-    tunable = ("batch_size", "units")  # no dropout in eqs. 7–10
-
-    def __init__(self, params, training, seed: int):
-        super().__init__(params, training, seed)
-        self.conversation_encoder: SingleEventEncoder | None = None
-        self.session_encoder: SingleEventEncoder | None = None
-
-    def build(self, store: FeatureStore) -> None:
-        seed_everything(self.seed)
-        self.conversation_encoder = SingleEventEncoder(
-            store.embedding_dim, self.params.units, store.num_items
-        )
-        self.session_encoder = SingleEventEncoder(store.vocab_size, self.params.units, store.num_items)
-
-    def fit(
-        self, store: FeatureStore, dependencies: dict[str, Recommender], callback: EpochCallback | None = None
-    ) -> FitResult:
-        data = store.data
-        self.build(store)
-        result = FitResult(best_validation_loss=0.0)
-        stages = (
-            (
-                "conversation_encoder",
-                self.conversation_encoder,
-                "conversation",
-                EVENT_CONVERSATION,
-                store.conversation_table,
-            ),
-            ("session_encoder", self.session_encoder, "session", EVENT_SESSION, store.session_table),
-        )
-        for stage, encoder, modality, kind, table in stages:
-            fit_pes, validation_pes = data.split_validation(
-                data.train_indices(modality), self.training.validation_fraction
-            )
-            fit_rows, fit_owner = modality_events(data, fit_pes, kind)
-            validation_rows, validation_owner = modality_events(data, validation_pes, kind)
-            examples = EventExamples(
-                store,
-                table,
-                np.concatenate([fit_rows, validation_rows]),
-                np.concatenate([fit_owner, validation_owner]),
-            )
-            outcome = train(
-                encoder,
-                _event_loss,
-                examples,
-                np.arange(len(fit_rows)),
-                np.arange(len(fit_rows), len(examples)),
-                self.params.batch_size,
-                self.training,
-                self.seed,
-                stage=stage,
-                callback=callback,
-            )
-            result.history[stage] = outcome.history
-            result.best_validation_loss += outcome.best_validation_loss
-            result.extra[f"{stage}_best_epoch"] = outcome.best_epoch
-            result.extra[f"{stage}_examples"] = int(len(examples))
-        result.best_epoch = result.extra["session_encoder_best_epoch"]
-        return result
-
-    def predict(self, store: FeatureStore, indices: np.ndarray) -> np.ndarray:
-        return nan_scores(store, indices)
-
-    def state_dict(self) -> dict[str, Any]:
-        if self.conversation_encoder is None or self.session_encoder is None:
-            raise RuntimeError(f"{self.name}: nothing to save before fit")
-        return {
-            "conversation": cpu_state(self.conversation_encoder),
-            "session": cpu_state(self.session_encoder),
-        }
-
-    def load_state_dict(self, state: dict[str, Any], store: FeatureStore) -> None:
-        self.build(store)
-        self.conversation_encoder.load_state_dict(state["conversation"])
-        self.session_encoder.load_state_dict(state["session"])
-        for encoder in (self.conversation_encoder, self.session_encoder):
-            encoder.to(store.device)
-            encoder.eval()
-
-    @torch.no_grad()
-    def latent(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
-        """Latent vectors (R, H) of single events (R, F) of ``modality`` ("conversation" | "session")."""
-        encoder = self.conversation_encoder if modality == "conversation" else self.session_encoder
-        if encoder is None:
-            raise RuntimeError(f"{self.name}: latent before fit/load_state_dict")
-        encoder.to(inputs.device)
-        encoder.eval()
-        return (
-            torch.cat([encoder.latent(chunk) for chunk in inputs.split(_CHUNK)])
-            if len(inputs)
-            else (inputs.new_zeros((0, self.params.units)))
-        )
-
-
-# ------------------------------------------------------------------------------------------------ stage 2
-@dataclass
-class Anchors:
-    """The selected anchor PEs (row indices into the prepared arrays), each with the class it was drawn for."""
-
-    pes: np.ndarray  # (|X|,) int64
-    classes: np.ndarray  # (|X|,) int64: item column j the anchor was drawn for
-    requested: int
-
-
-def anchor_candidates(data, pe_indices: np.ndarray) -> np.ndarray:
-    """PEs among ``pe_indices`` with exactly one conversation and exactly one session."""
-    pe_indices = np.asarray(pe_indices)
-    kinds = np.asarray(data.event_kind)[pe_indices]
-    conversations = (kinds == EVENT_CONVERSATION).sum(axis=1)
-    sessions = (kinds == EVENT_SESSION).sum(axis=1)
-    return pe_indices[(conversations == 1) & (sessions == 1)]
-
-
-def select_anchors(data, pe_indices: np.ndarray, num_anchors: int, seed: int) -> Anchors:
-    """Stage 2: ``num_anchors`` anchor PEs sampled per item class (see the module docstring for the quota)."""
-    if num_anchors < 1:
-        raise ValueError(f"relative_representation: num_anchors must be >= 1, got {num_anchors}")
-    rng = np.random.default_rng(seed)
-    candidates = np.sort(anchor_candidates(data, pe_indices))
-    if len(candidates) == 0:
-        raise ValueError(
-            "relative_representation: no training PE has exactly one conversation and one session to anchor on"
-        )
-    wanted = num_anchors
-    if len(candidates) < num_anchors:
-        warnings.warn(
-            f"relative_representation: {num_anchors} anchors asked for but only {len(candidates)} training PEs "
-            "have exactly one conversation and one session; using all of them",
-            stacklevel=2,
-        )
-        wanted = len(candidates)
-    targets = np.asarray(data.targets)[candidates] > 0  # (K_candidates, J)
-    classes = np.flatnonzero(targets.any(axis=0))
-    quota = dict.fromkeys(classes.tolist(), wanted // len(classes)) if len(classes) else {}
-    for j in rng.permutation(classes)[: wanted % len(classes) if len(classes) else 0]:
-        quota[int(j)] += 1
-
-    taken = np.zeros(len(candidates), dtype=bool)
-    chosen_pes: list[int] = []
-    chosen_classes: list[int] = []
-
-    def draw(j: int, count: int) -> int:
-        pool = np.flatnonzero(targets[:, j] & ~taken)
-        count = min(count, len(pool))
-        if count:
-            picked = rng.choice(pool, size=count, replace=False)
-            taken[picked] = True
-            chosen_pes.extend(candidates[picked].tolist())
-            chosen_classes.extend([j] * count)
-        return count
-
-    # Rarest classes first, so that common classes do not use up the PEs a rare class needs.
-    sizes = targets.sum(axis=0)
-    for j in sorted(quota, key=lambda c: (sizes[c], c)):
-        draw(j, quota[j])
-    # Shortfall (classes with fewer candidates than their quota): one more at a time from classes with spares.
-    while len(chosen_pes) < wanted:
-        progressed = False
-        for j in rng.permutation(classes):
-            if len(chosen_pes) >= wanted:
-                break
-            progressed |= draw(int(j), 1) > 0
-        if not progressed:  # candidates that bought nothing (no class) fill the rest
-            rest = np.flatnonzero(~taken)
-            picked = rng.choice(rest, size=wanted - len(chosen_pes), replace=False)
-            taken[picked] = True
-            chosen_pes.extend(candidates[picked].tolist())
-            chosen_classes.extend([-1] * len(picked))
-    return Anchors(
-        pes=np.asarray(chosen_pes, dtype=np.int64),
-        classes=np.asarray(chosen_classes, dtype=np.int64),
-        requested=num_anchors,
-    )
-
-
-def _single_event_row(data, pes: np.ndarray, kind: int) -> np.ndarray:
-    kinds = np.asarray(data.event_kind)[pes]
-    steps = np.argmax(kinds == kind, axis=1)
-    return np.asarray(data.event_row)[pes, steps].astype(np.int64)
-
-
-# ------------------------------------------------------------------------------------------------ stage 3
 def relative_table(latent: torch.Tensor, anchor_latent: torch.Tensor) -> torch.Tensor:
     """Eqs. (11)–(12): cosine similarity of every latent row (R, H) to every anchor (|X|, H) -> (R, |X|),
     plus one trailing all-zero row (the padding row of the feature tables)."""
@@ -294,6 +68,13 @@ def _gather(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table[torch.where(rows < 0, torch.full_like(rows, table.shape[0] - 1), rows)]
 
 
+def _single_event_row(data, pes: np.ndarray, kind: int) -> np.ndarray:
+    """The row (into the modality's table) of the one event of ``kind`` of each PE in ``pes``."""
+    kinds = np.asarray(data.event_kind)[pes]
+    steps = np.argmax(kinds == kind, axis=1)
+    return np.asarray(data.event_row)[pes, steps].astype(np.int64)
+
+
 class RelativeRepresentationNetwork(SequenceClassifier):
     """forward(events (B, T, |X| + 1): relative representation ∥ is_conversation, lengths (B,)) -> logits (B, J)."""
 
@@ -304,27 +85,29 @@ class RelativeRepresentationNetwork(SequenceClassifier):
 @register
 class RelativeRepresentationRecommender(Recommender):
     name = "relative_representation"
-    depends_on = (ENCODERS,)
+    depends_on = (CONVERSATION_ENCODER, SESSION_ENCODER)
     trains_on = "all"
     tunable = ("batch_size", "units", "dropout", "num_anchors")
 
     def __init__(self, params, training, seed: int):
         super().__init__(params, training, seed)
-        self.encoders: RelativeRepresentationEncoders | None = None
+        self.encoders: dict[str, SingleEventEncoderComponent] = {}  # modality -> fitted encoder component
         self.network: nn.Module | None = None
         self.anchor_latent: dict[str, torch.Tensor] = {}  # modality -> (|X|, H)
         self.anchors: Anchors | None = None
-        self._tables: tuple[FeatureStore, torch.Tensor, torch.Tensor] | None = None
+        self.similarity = training.fidelity.relative_representation.similarity  # "raw" | "standardised"
         self.scaling: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # modality -> (mean, std) per anchor
+        self._tables: tuple[FeatureStore, torch.Tensor, torch.Tensor] | None = None
 
     # -- features
     def relative_tables(self, store: FeatureStore) -> tuple[torch.Tensor, torch.Tensor]:
-        """(conversation (C+1, |X|), session (S+1, |X|)) relative representations of every event of ``store``;
-        computed once per store (the encoders are frozen)."""
+        """(conversation (C+1, |X|), session (S+1, |X|)): the GRU inputs of every event of ``store``; computed
+        once per store (the encoders are frozen)."""
         if self._tables is None or self._tables[0] is not store:
-            conversation = self._standardise("conversation", self.raw_relative_table(store, "conversation"))
-            session = self._standardise("session", self.raw_relative_table(store, "session"))
-            self._tables = (store, conversation, session)
+            tables = [self.raw_relative_table(store, modality) for modality, _ in MODALITIES]
+            if self.similarity == "standardised":
+                tables = [self._standardise(m, t) for (m, _), t in zip(MODALITIES, tables, strict=True)]
+            self._tables = (store, tables[0], tables[1])
         return self._tables[1], self._tables[2]
 
     def raw_relative_table(
@@ -335,24 +118,42 @@ class RelativeRepresentationRecommender(Recommender):
         table = store.conversation_table if modality == "conversation" else store.session_table
         features = table[:-1] if rows is None else table[rows]
         return relative_table(
-            self.encoders.latent(modality, features), self.anchor_latent[modality].to(store.device)
+            self.encoders[modality].latent(features), self.anchor_latent[modality].to(store.device)
         )
 
-    def fit_scaling(self, store: FeatureStore, pe_indices: np.ndarray) -> None:
-        """Per-anchor mean and std of each modality's similarities over the events of ``pe_indices``."""
+    def _events_of(self, store: FeatureStore, pe_indices: np.ndarray, kind: int) -> torch.Tensor:
+        """Distinct table rows of the events of ``kind`` in ``pe_indices`` (each conversation/session once)."""
         data = store.data
         kinds = np.asarray(data.event_kind)[pe_indices]
         rows = np.asarray(data.event_row)[pe_indices]
-        self.scaling = {}
-        for modality, kind in (("conversation", EVENT_CONVERSATION), ("session", EVENT_SESSION)):
-            used = torch.as_tensor(np.unique(rows[kinds == kind]), device=store.device)
-            similarity = self.raw_relative_table(store, modality, used)[:-1]
-            if len(used) < 2:  # too few events to estimate a spread: leave that modality unscaled
+        return torch.as_tensor(np.unique(rows[kinds == kind]), device=store.device)
+
+    def similarity_statistics(
+        self, store: FeatureStore, pe_indices: np.ndarray
+    ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """Raw similarities of the events of ``pe_indices``, per modality: (summary, scaling).
+
+        summary: overall mean and std over (event, anchor) pairs, and the mean over anchors of each anchor's std
+        over events (how much one GRU input varies). scaling: per-anchor mean (|X|,) and std (|X|,), what the
+        ``standardised`` mode divides by; (0, 1) for a modality with fewer than two events.
+        """
+        summary: dict[str, dict[str, float]] = {}
+        scaling: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for modality, kind in MODALITIES:
+            rows = self._events_of(store, pe_indices, kind)
+            similarity = self.raw_relative_table(store, modality, rows)[:-1]
+            if len(similarity) < 2:  # too few events to estimate a spread: leave that modality unscaled
                 mean = similarity.new_zeros(similarity.shape[1])
                 std = similarity.new_ones(similarity.shape[1])
             else:
                 mean, std = similarity.mean(0), similarity.std(0).clamp_min(1e-6)
-            self.scaling[modality] = (mean.detach().cpu(), std.detach().cpu())
+                summary[modality] = {
+                    "mean": float(similarity.mean()),
+                    "std": float(similarity.std()),
+                    "per_anchor_std": float(similarity.std(0).mean()),
+                }
+            scaling[modality] = (mean.detach().cpu(), std.detach().cpu())
+        return summary, scaling
 
     def _standardise(self, modality: str, table: torch.Tensor) -> torch.Tensor:
         mean, std = (value.to(table.device) for value in self.scaling[modality])
@@ -381,21 +182,28 @@ class RelativeRepresentationRecommender(Recommender):
     def fit(
         self, store: FeatureStore, dependencies: dict[str, Recommender], callback: EpochCallback | None = None
     ) -> FitResult:
-        self.encoders = require_dependencies(self, dependencies)[ENCODERS]
+        fitted = require_dependencies(self, dependencies)
+        self.encoders = {modality: fitted[name] for modality, name in ENCODER_OF.items()}
+        switches = self.training.fidelity.relative_representation
+        self.similarity = switches.similarity
         data = store.data
         train_indices = data.train_indices(self.trains_on)
         fit_part, _ = data.split_validation(train_indices, self.training.validation_fraction)
-        self.anchors = select_anchors(data, fit_part, self.params.num_anchors, self.seed)
-        conversation_rows = torch.as_tensor(_single_event_row(data, self.anchors.pes, EVENT_CONVERSATION))
-        session_rows = torch.as_tensor(_single_event_row(data, self.anchors.pes, EVENT_SESSION))
+        pool = train_indices if switches.anchor_pool == "training" else fit_part
+        self.anchors = select_anchors(
+            data, pool, self.params.num_anchors, self.seed, quotas=switches.anchor_quotas
+        )
         self.anchor_latent = {
-            "conversation": self.encoders.latent(
-                "conversation", store.conversation_table[conversation_rows.to(store.device)]
-            ),
-            "session": self.encoders.latent("session", store.session_table[session_rows.to(store.device)]),
+            modality: self.encoders[modality].latent(
+                self._table(store, modality)[
+                    torch.as_tensor(_single_event_row(data, self.anchors.pes, kind), device=store.device)
+                ]
+            )
+            for modality, kind in MODALITIES
         }
         self._tables = None
-        self.fit_scaling(store, fit_part)
+        statistics, scaling = self.similarity_statistics(store, fit_part)
+        self.scaling = scaling if self.similarity == "standardised" else {}
         seed_everything(self.seed)
         self.network = self.build_network(store, len(self.anchors.pes))
         outcome = fit_network(self, self.network, self.logits_loss, store, train_indices, "joint", callback)
@@ -406,16 +214,25 @@ class RelativeRepresentationRecommender(Recommender):
             extra={
                 "num_anchors_requested": int(self.anchors.requested),
                 "num_anchors_used": int(len(self.anchors.pes)),
+                "anchor_shortfall": int(self.anchors.shortfall),
+                "anchor_quotas": [] if self.anchors.quotas is None else self.anchors.quotas.tolist(),
                 "anchor_purchase_event_ids": np.asarray(data.purchase_event_id)[self.anchors.pes].tolist(),
                 "anchor_classes": self.anchors.classes.tolist(),
+                "similarity": statistics,  # raw cosine similarities over the fitting PEs' events
             },
         )
 
+    @staticmethod
+    def _table(store: FeatureStore, modality: str) -> torch.Tensor:
+        return store.conversation_table if modality == "conversation" else store.session_table
+
     def logits_loss(self, network: nn.Module, batch: Batch) -> torch.Tensor:
-        return multilabel_bce(self.logits(network, batch), batch.targets)
+        return multilabel_bce(
+            self.logits(network, batch), batch.targets, reduction=self.training.fidelity.loss_reduction
+        )
 
     def predict(self, store: FeatureStore, indices: np.ndarray) -> np.ndarray:
-        if self.network is None or self.encoders is None:
+        if self.network is None or not self.encoders:
             raise RuntimeError(f"{self.name}: predict before fit/load_state_dict")
         self.network.to(store.device)
         return predict_batches(self.network, self.logits, store, np.asarray(indices))
@@ -430,18 +247,24 @@ class RelativeRepresentationRecommender(Recommender):
             "anchor_pes": self.anchors.pes.copy(),
             "anchor_classes": self.anchors.classes.copy(),
             "anchors_requested": int(self.anchors.requested),
+            # The mode the network was trained with, so a checkpoint predicts the same under other switches.
+            "similarity": self.similarity,
             "scaling": {key: (mean.clone(), std.clone()) for key, (mean, std) in self.scaling.items()},
-            "encoders": snapshot(self.encoders),
+            "encoders": {name: snapshot(self.encoders[modality]) for modality, name in ENCODER_OF.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any], store: FeatureStore) -> None:
-        self.encoders = restore(ENCODERS, state["encoders"], self.training, store)
+        self.encoders = {
+            modality: restore(name, state["encoders"][name], self.training, store)
+            for modality, name in ENCODER_OF.items()
+        }
         self.anchor_latent = {key: value.to(store.device) for key, value in state["anchor_latent"].items()}
         self.anchors = Anchors(
             pes=np.asarray(state["anchor_pes"]),
             classes=np.asarray(state["anchor_classes"]),
             requested=int(state["anchors_requested"]),
         )
+        self.similarity = state["similarity"]
         self.scaling = {key: (mean, std) for key, (mean, std) in state["scaling"].items()}
         self._tables = None
         self.network = self.build_network(store, len(self.anchors.pes))
