@@ -14,8 +14,8 @@ Both paths give the same tensors for the same PEs (checked in ``tests/bench``).
 
 Epoch time = one training epoch plus its validation pass (what the loop does per epoch), measured from the first
 shuffled ``iterate`` of the epoch to the loop's per-epoch callback; multi-stage components (the generators of
-Generative Imputation) sum their stages. ``relative_representation.encoders`` trains on single events
-(``EventExamples``, already index-gathered), not on PE batches, so it has no naive counterpart and no row;
+Generative Imputation) sum their stages. The Relative Representation encoders train on single events
+(``EventExamples``, already index-gathered), not on PE batches, so they have no naive counterpart and no row;
 ``popular`` and ``late_fusion`` train no network of their own (Late Fusion is its Conversation and Web Session
 parts, which have rows).
 
@@ -55,14 +55,25 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "targets",
     ),
     "knowledge_distillation": ("pe_conversation", "session_sequence", "session_lengths", "targets"),
-    "generative_imputation.generators": ("pe_conversation", "session_sequence", "session_lengths", "targets"),
+    "generative_imputation.conversation_generator": (
+        "pe_conversation",
+        "session_sequence",
+        "session_lengths",
+    ),
+    "generative_imputation.session_generator": ("pe_conversation", "session_sequence", "session_lengths"),
     "generative_imputation": ("pe_conversation", "session_sequence", "session_lengths", "targets"),
-    "relative_representation.encoders": (),
+    "relative_representation.conversation_encoder": (),
+    "relative_representation.session_encoder": (),
     "relative_representation": ("event_kind", "is_conversation", "lengths", "targets"),
     "late_fusion": (),
     "popular": (),
 }
-NO_EPOCHS = ("popular", "late_fusion", "relative_representation.encoders")  # see the module docstring
+NO_EPOCHS = (  # see the module docstring
+    "popular",
+    "late_fusion",
+    "relative_representation.conversation_encoder",
+    "relative_representation.session_encoder",
+)
 
 
 def fields_for(names: Sequence[str]) -> tuple[str, ...]:

@@ -627,7 +627,7 @@ def input_representation(
     """The per-event input of the model's GRU (paper Fig. 8), (R, F) float32:
 
     - keyword: [is_conversation, multi-hot keywords (conversation) or tags (session)];
-    - latent_feature: tanh(W_c c) or tanh(W_s s) (eq. 4) of the fitted model;
+    - latent_feature: the fitted model's eq. (4) latent features (``LatentFeatureNetwork.latent``);
     - relative_representation: cosine similarities to the anchors of the event's modality (eqs. 11–12).
     """
     is_conversation = kinds == EVENT_CONVERSATION
@@ -641,12 +641,9 @@ def input_representation(
     if recommender is None:
         raise MmrecError(f"{name}: the input representation needs the fitted model")
     if name == "latent_feature":
-        network = recommender.network
-        conversation = network.conversation_projection(
-            store.conversation_table[torch.where(conv_t, rows_t, -1)]
-        )
-        session = network.session_projection(store.session_table[torch.where(conv_t, -1, rows_t)])
-        return torch.where(conv_t[:, None], conversation, session).numpy()
+        conversation = store.conversation_table[torch.where(conv_t, rows_t, -1)]  # zero rows at sessions
+        session = store.session_table[torch.where(conv_t, -1, rows_t)]
+        return recommender.network.latent(conv_t.float(), conversation, session).numpy()
     if name == "relative_representation":
         conversation_table, session_table = recommender.relative_tables(store)
         conversation = conversation_table[torch.where(conv_t, rows_t, -1)]

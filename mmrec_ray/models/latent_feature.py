@@ -89,6 +89,19 @@ class LatentFeatureNetwork(nn.Module):
         self.encoder = MaskedGRU(width + 1, units)
         self.head = OutputHead(units, units, num_items, dropout)
 
+    def latent(
+        self, is_conversation: torch.Tensor, conversation: torch.Tensor, session: torch.Tensor
+    ) -> torch.Tensor:
+        """Eq. (4) per event: (..., ) indicator, (..., D) conversation and (..., V) session inputs (zeros where
+        the event is of the other kind) -> (..., h) latent features (without the indicator)."""
+        if self.projection == "add_half":
+            return self.conversation_projection(conversation) + self.session_projection(session)
+        return torch.where(
+            is_conversation.unsqueeze(-1) > 0,
+            self.conversation_projection(conversation),
+            self.session_projection(session),
+        )
+
     def forward(
         self,
         is_conversation: torch.Tensor,
@@ -96,16 +109,8 @@ class LatentFeatureNetwork(nn.Module):
         event_session: torch.Tensor,
         lengths: torch.Tensor,
     ) -> torch.Tensor:
-        indicator = is_conversation.unsqueeze(-1)
-        if self.projection == "add_half":
-            latent = self.conversation_projection(event_conversation) + self.session_projection(event_session)
-        else:
-            latent = torch.where(
-                indicator > 0,
-                self.conversation_projection(event_conversation),
-                self.session_projection(event_session),
-            )
-        steps = torch.cat([latent, indicator], dim=-1)  # (B, T, h + 1)
+        latent = self.latent(is_conversation, event_conversation, event_session)
+        steps = torch.cat([latent, is_conversation.unsqueeze(-1)], dim=-1)  # (B, T, h + 1)
         if self.padding == "reference":
             steps, lengths = _front_padded_keras_mask(steps, lengths)
         return self.head(self.encoder(steps, lengths))
