@@ -4,6 +4,11 @@ Re-running on a prepared RUN_DIR with the same data does nothing; ``--force`` re
 ``data_conversations_text.csv`` but no embedding CSVs, sentence embeddings are computed in-process with
 ``--encoder``. The pipeline instead splits it around the Ray Data embed stage:
 ``mmrec prepare --canonical-only`` → ``mmrec embed`` → ``mmrec prepare --embeddings embed-stage``.
+
+The prepare-time fidelity switches (``fidelity.vocabulary.share``, ``fidelity.vocabulary.empty_sessions``,
+``fidelity.keyword.frequency_filter``) come from ``--config`` (an experiment YAML, its ``fidelity`` section) and
+``--set fidelity.…=VALUE``; they are recorded in RUN_DIR/prepared/prepared.json, and a folder prepared with other
+values is refused (``--force`` rebuilds it).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from mmrec_ray.commands._reading import add_reading_arguments, chunk_bytes
+from mmrec_ray.config import FidelityConfig, add_override_argument, load_config
 from mmrec_ray.data.prepare import EMBEDDING_MODES, PrepareOptions, prepare
 
 HELP = "read a dataset folder (released format), validate it, write canonical Parquet and model-ready tensors"
@@ -47,9 +53,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: the folder's embedding CSVs, else encode its text in-process; embed-stage: the parts "
         "`mmrec embed` wrote into RUN_DIR/prepared/parquet/conversation_embeddings/",
     )
+    parser.add_argument(
+        "--config", default=None, help="experiment config YAML (its `fidelity` section: vocabulary, keyword)"
+    )
+    add_override_argument(parser, help="override a config key, e.g. fidelity.vocabulary.share=per_occurrence")
+
+
+def fidelity_arguments(fidelity: FidelityConfig) -> list[str]:
+    """The ``--set`` arguments that hand a config's prepare-time switches to `mmrec prepare` (the pipeline)."""
+    switches = PrepareOptions.switches_of(fidelity)
+    return [
+        item
+        for section, values in switches.items()
+        for key, value in values.items()
+        for item in ("--set", f"fidelity.{section}.{key}={value}")
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
+    fidelity = load_config(args.config, args.overrides).fidelity
     options = PrepareOptions(
         vocab_threshold=args.vocab_threshold,
         chunk_bytes=chunk_bytes(args),
@@ -58,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         encoder_max_length=args.max_length,
         encoder_device=args.device,
         embeddings=args.embeddings,
+        vocab_share=fidelity.vocabulary.share,
+        empty_sessions=fidelity.vocabulary.empty_sessions,
+        keyword_filter=fidelity.keyword.frequency_filter,
     )
     prepare(args.data, args.out, force=args.force, options=options, canonical_only=args.canonical_only)
     return 0

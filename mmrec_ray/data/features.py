@@ -1,7 +1,7 @@
 """Device-resident features: the prepared tables live on the training device once, and a batch is a set of
 PE indices whose tensors are gathered lazily (no per-batch Python collation).
 
-Shapes: B PEs in a batch, T max events, D embedding width, V vocabulary, J items.
+Shapes: B PEs in a batch, T max events, D embedding width, V vocabulary, V_k its Keyword columns, J items.
 """
 
 from __future__ import annotations
@@ -43,6 +43,41 @@ class FeatureStore:
         self.has_conversation = t(data.has_conversation, torch.bool)
         self.has_session = t(data.has_session, torch.bool)
         self.targets = t(data.targets, torch.float32)  # (N, J)
+
+    # The Keyword model's inputs, built on first use (other models never pay for them).
+    @cached_property
+    def session_keyword_table(self) -> torch.Tensor:  # (S+1, V): sessions as Keyword sees them
+        if self.data.session_keywords is None:
+            return self.session_table
+        return _with_zero_row(torch.from_numpy(np.array(self.data.session_keywords)).to(self.device).float())
+
+    @cached_property
+    def keyword_columns(self) -> torch.Tensor:  # (V_k,) long: the Keyword vocabulary's columns of V
+        return torch.from_numpy(np.flatnonzero(self.data.keyword_column_mask)).to(self.device)
+
+    @property
+    def keyword_vocab_size(self) -> int:
+        return int(self.keyword_columns.shape[0])
+
+    @cached_property
+    def keyword_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conversations (C+1, V_k), sessions (S+1, V_k)): the Keyword vocabulary's columns only."""
+        return (
+            self.keyword_table.index_select(1, self.keyword_columns),
+            self.session_keyword_table.index_select(1, self.keyword_columns),
+        )
+
+    @cached_property
+    def keyword_steps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(kind (N, T), rows (N, T), lengths (N,)) long: the events that hold a Keyword id, left-aligned
+        (``PreparedData.keyword_steps``)."""
+        kind, rows, lengths = self.data.keyword_steps()
+        dev = self.device
+        return (
+            torch.from_numpy(kind.astype(np.int64)).to(dev),
+            torch.from_numpy(rows.astype(np.int64)).to(dev),
+            torch.from_numpy(lengths).to(dev),
+        )
 
     @property
     def num_items(self) -> int:
@@ -146,10 +181,34 @@ class Batch:
         return _gather(self.store.session_table, self._session_rows)
 
     @cached_property
-    def event_keywords(
-        self,
-    ) -> torch.Tensor:  # (B, T, V): keywords at conversation steps, tags at session steps
-        return _gather(self.store.keyword_table, self._conversation_rows) + self.event_session
+    def event_keywords(self) -> torch.Tensor:
+        """(B, T, V): keywords at conversation steps, tags at session steps (the Keyword vocabulary's ids)."""
+        sessions = _gather(self.store.session_keyword_table, self._session_rows)
+        return _gather(self.store.keyword_table, self._conversation_rows) + sessions
+
+    def _keyword_events(self, kind: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """kind, rows (B, T) -> (B, T, 1 + V_k): [is_conversation, Keyword's multi-hot]; zeros at padding."""
+        conversations, sessions = self.store.keyword_tables
+        is_conversation = kind == EVENT_CONVERSATION
+        none = torch.full_like(rows, -1)
+        features = _gather(conversations, torch.where(is_conversation, rows, none)) + _gather(
+            sessions, torch.where(kind == EVENT_SESSION, rows, none)
+        )
+        return torch.cat([is_conversation.unsqueeze(-1).float(), features], dim=-1)
+
+    @cached_property
+    def keyword_sequence(self) -> torch.Tensor:  # (B, T, 1 + V_k): events holding a Keyword id, left-aligned
+        kind, rows, _ = self.store.keyword_steps
+        return self._keyword_events(kind[self.index], rows[self.index])
+
+    @cached_property
+    def keyword_lengths(self) -> torch.Tensor:  # (B,) steps of keyword_sequence
+        return self.store.keyword_steps[2][self.index]
+
+    @cached_property
+    def keyword_sequence_all(self) -> torch.Tensor:
+        """(B, T, 1 + V_k): every event, empty ones too (their length is ``lengths``)."""
+        return self._keyword_events(self.event_kind, self.store.event_row[self.index])
 
     @cached_property
     def session_sequence(self) -> torch.Tensor:  # (B, T, V): session-only steps, left-aligned

@@ -23,11 +23,16 @@ parts are written to ``conversation_embeddings.partial/`` (resumed part by part,
 into place only when complete; ``embed-stage`` mode accepts only a folder carrying the stage's manifest whose
 text fingerprint matches the current text file, so the two sources are never mixed.
 
-Protocol (SPEC 4): split by PE id (``tensors.test_mask``); the tag and keyword vocabularies are fitted on the
-sessions / conversations of training PEs only with a 0.1 % share threshold and joined into one vocabulary in the
-shared ID space; a session is the OR of its actions' tags, a conversation the OR of its sentences' keywords and
-the mean of its sentence embeddings; a PE's conversation vector is the mean over all sentences of all its
-conversation events (sentence-weighted, a conversation listed twice counts twice).
+Protocol (SPEC 4): split by PE id (``tensors.test_mask``); the vocabularies are fitted on the events of training
+PEs only with a 0.1 % share threshold (the share rule: ``fidelity.vocabulary.share``, see mmrec_ray/data/vocab.py):
+the tag vocabulary (session models) over the actions' tags; the Keyword model's over sentence keywords and action
+tags pooled (``fidelity.keyword.frequency_filter: pooled``, the reference) or the union of a tag and a keyword
+filter (``separate``). Both live in one shared ID space (``PreparedData.vocabulary``, their union). A session is
+the OR of its actions' tags, a conversation the OR of its sentences' keywords and the mean of its sentence
+embeddings; a session left without any tag of the tag vocabulary is not an event
+(``fidelity.vocabulary.empty_sessions: drop``; the PE's subset still comes from data_users.csv); a PE's
+conversation vector is the mean over all sentences of all its conversation events (sentence-weighted, a
+conversation listed twice counts twice). These prepare-time switches are part of the folder's identity.
 
 The embedding CSV parts are streamed block by block: per-conversation sums and counts are accumulated, so memory
 holds one block plus a (C, D) float64 table, never the whole corpus.
@@ -41,7 +46,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +64,7 @@ from mmrec_ray.data.released import (
     SESSIONS_FILE,
     TEXT_FILE,
     USERS_FILE,
+    IdLists,
     ReleasedDataset,
     find_embedding_parts,
     iter_embedding_chunks,
@@ -73,6 +79,7 @@ from mmrec_ray.data.tensors import (
     test_mask,
 )
 from mmrec_ray.data.vocab import (
+    SHARE_RULES,
     VOCAB_THRESHOLD,
     FrequencyFilter,
     fit_frequency_filter,
@@ -82,7 +89,9 @@ from mmrec_ray.data.vocab import (
 from mmrec_ray.errors import ConfigError, DataError
 from mmrec_ray.io import atomic_write, atomic_write_json
 
-FORMAT_VERSION = 1  # bump when the prepared layout changes, so old run dirs are rebuilt
+CANONICAL_FORMAT_VERSION = 1  # the canonical Parquet alone (canonical.json); its layout did not change in 2
+FORMAT_VERSION = 2  # bump when the prepared layout changes, so old run dirs are rebuilt
+# 2: per_row vocabulary share, emptied sessions dropped as events, Keyword's own vocabulary/multi-hots
 MARKER = "prepared.json"
 SMALL_FILE_BYTES = 256 << 20  # content-hash files up to this size; larger ones by name + size
 PE_BLOCK = 4096  # PEs per block when averaging conversation embeddings per PE (bounds memory)
@@ -98,9 +107,32 @@ class PrepareOptions:
     encoder_device: str = "cpu"
     sentences_per_part: int = 20000  # encoded sentences per Parquet part (also the resume granularity)
     embeddings: str = "auto"  # "auto": CSV parts, else encode text in-process; "embed-stage": the run's parts
+    # The prepare-time fidelity switches (config.py; `mmrec prepare --set fidelity.…`); recorded in prepared.json.
+    vocab_share: str = "per_row"  # fidelity.vocabulary.share
+    empty_sessions: str = "drop"  # fidelity.vocabulary.empty_sessions
+    keyword_filter: str = "pooled"  # fidelity.keyword.frequency_filter
+
+    @staticmethod
+    def switches_of(fidelity) -> dict:
+        """The prepare-time switches of a ``FidelityConfig``, as recorded in prepared.json."""
+        options = PrepareOptions(
+            vocab_share=fidelity.vocabulary.share,
+            empty_sessions=fidelity.vocabulary.empty_sessions,
+            keyword_filter=fidelity.keyword.frequency_filter,
+        )
+        return options.switches()
+
+    def switches(self) -> dict:
+        """{"vocabulary": {"share", "empty_sessions"}, "keyword": {"frequency_filter"}}: the config's layout."""
+        return {
+            "vocabulary": {"share": self.vocab_share, "empty_sessions": self.empty_sessions},
+            "keyword": {"frequency_filter": self.keyword_filter},
+        }
 
 
 EMBEDDING_MODES = ("auto", "embed-stage")
+KEYWORD_FILTERS = ("pooled", "separate")  # fidelity.keyword.frequency_filter
+EMPTY_SESSIONS = ("drop", "keep")  # fidelity.vocabulary.empty_sessions
 CANONICAL_MARKER = "canonical.json"
 
 
@@ -179,45 +211,147 @@ def build_layout(ds: ReleasedDataset) -> Layout:
     )
 
 
-def training_ids(layout: Layout, kind: int) -> np.ndarray:
-    """Sorted ids of the sessions (kind 2) / conversations (kind 1) that appear in at least one training PE."""
-    train_rows = layout.event_row[~layout.is_test]
-    train_kind = layout.event_kind[~layout.is_test]
-    rows = np.unique(train_rows[train_kind == kind])
-    table = layout.conversation_id if kind == EVENT_CONVERSATION else layout.session_id
-    return table[rows]
+def _training_references(layout: Layout, kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of the conversation (kind 1) or session (kind 2) table, two (R,) int64 counts: the training
+    ``data_users.csv`` rows that list it, and the distinct training PEs that do (a PE may list it twice)."""
+    n_rows = len(layout.conversation_id if kind == EVENT_CONVERSATION else layout.session_id)
+    train = ~layout.is_test
+    kinds, rows = layout.event_kind[train], layout.event_row[train].astype(np.int64)
+    at = kinds == kind
+    pe = np.broadcast_to(np.arange(kinds.shape[0], dtype=np.int64)[:, None], kinds.shape)[at]
+    references = np.bincount(rows[at], minlength=n_rows)
+    pairs = np.unique(pe * max(n_rows, 1) + rows[at])
+    pes = np.bincount(pairs % max(n_rows, 1), minlength=n_rows)
+    return references.astype(np.int64), pes.astype(np.int64)
+
+
+@dataclass
+class FilterRows:
+    """What one table (actions or sentences) feeds a frequency filter (see ``vocab.fit_frequency_filter``)."""
+
+    values: np.ndarray  # (M,) every id occurrence in the file
+    weights: np.ndarray  # (M,) how often it counts (0: not in a training event)
+    rows: int  # per_row denominator: distinct (training PE, event, action/sentence) rows
+
+
+def filter_rows(
+    lists: IdLists,
+    event_ids: np.ndarray,
+    table_ids: np.ndarray,
+    references: tuple[np.ndarray, np.ndarray],
+    share: str,
+    nonempty_only: bool,
+) -> FilterRows:
+    """The share's inputs for the actions (sentences) of one file, ``event_ids`` (A,) naming each row's session
+    (conversation). per_row: an occurrence counts once per training users row listing its event, the
+    denominator is the number of distinct (training PE, event, row) triples — the rows the reference gets by
+    joining users to events; ``nonempty_only`` leaves rows without any id out of it (the reference's Keyword
+    drops them before filtering). per_occurrence: each training event once, no denominator (all occurrences)."""
+    owner, referenced = _owner_rows(table_ids, event_ids)
+    listed, pes = references
+    row_references = np.where(referenced, listed[owner] if len(listed) else 0, 0)
+    row_pes = np.where(referenced, pes[owner] if len(pes) else 0, 0)
+    value_row = lists.row_of_value
+    if share == "per_occurrence":
+        return FilterRows(lists.values, (row_pes[value_row] > 0).astype(np.int64), 0)
+    counted = np.diff(lists.offsets) > 0 if nonempty_only else np.ones(len(row_pes), dtype=bool)
+    return FilterRows(lists.values, row_references[value_row], int(row_pes[counted].sum()))
+
+
+def _fit(parts: list[FilterRows], threshold: float, share: str) -> FrequencyFilter:
+    return fit_frequency_filter(
+        np.concatenate([p.values for p in parts]),
+        threshold,
+        weights=np.concatenate([p.weights for p in parts]),
+        rows=None if share == "per_occurrence" else sum(p.rows for p in parts),
+    )
 
 
 @dataclass
 class Vocabulary:
+    """The fitted filters and the shared columns of every multi-hot.
+
+    ``tags`` is the session models' vocabulary; the Keyword model's is ``pooled`` (one filter over sentences and
+    actions together, ``fidelity.keyword.frequency_filter: pooled``, the reference) or the union of ``tags`` and
+    ``keywords`` (``separate``). ``ids`` — the columns of every multi-hot — is the union of both vocabularies.
+    """
+
     tags: FrequencyFilter
     keywords: FrequencyFilter
-    ids: np.ndarray  # (V,) sorted shared vocabulary
+    ids: np.ndarray  # (V,) sorted shared columns
+    pooled: FrequencyFilter | None = None
+    share: str = "per_row"
+    keyword_filter: str = "pooled"
+
+    @property
+    def keyword_ids(self) -> np.ndarray:
+        """(V_k,) sorted: the Keyword model's vocabulary."""
+        if self.keyword_filter == "pooled" and self.pooled is not None:
+            return self.pooled.kept
+        return shared_vocabulary(self.tags, self.keywords)
 
     def summary(self, threshold: float) -> dict:
-        return {
+        out = {
             "threshold": threshold,
+            "share": self.share,
+            "keyword_filter": self.keyword_filter,
             "size": int(len(self.ids)),
+            "tag_vocabulary": int(len(self.tags.kept)),
+            "keyword_model_vocabulary": int(len(self.keyword_ids)),
             "tags": self.tags.summary(),
             "keywords": self.keywords.summary(),
             "tags_only": int(len(np.setdiff1d(self.tags.kept, self.keywords.kept))),
             "keywords_only": int(len(np.setdiff1d(self.keywords.kept, self.tags.kept))),
             "shared": int(len(np.intersect1d(self.tags.kept, self.keywords.kept))),
         }
+        if self.pooled is not None:
+            out["pooled"] = self.pooled.summary()
+        return out
 
 
-def fit_vocabulary(ds: ReleasedDataset, layout: Layout, threshold: float = VOCAB_THRESHOLD) -> Vocabulary:
-    """Fit on training PEs only: tags over the training sessions' actions, keywords over the training
-    conversations' sentences; each occurrence counts (a session shared by several PEs counts once)."""
-    sessions = ds.sessions
-    in_train = np.isin(sessions.session_id, training_ids(layout, EVENT_SESSION))
-    tag_values = sessions.action_tags.values[in_train[sessions.action_tags.row_of_value]]
-    keywords = ds.keywords
-    in_train = np.isin(keywords.conversation_id, training_ids(layout, EVENT_CONVERSATION))
-    keyword_values = keywords.keywords.values[in_train[keywords.keywords.row_of_value]]
-    tags = fit_frequency_filter(tag_values, threshold)
-    kws = fit_frequency_filter(keyword_values, threshold)
-    return Vocabulary(tags=tags, keywords=kws, ids=shared_vocabulary(tags, kws))
+def fit_vocabulary(
+    ds: ReleasedDataset,
+    layout: Layout,
+    threshold: float = VOCAB_THRESHOLD,
+    share: str = "per_row",
+    keyword_filter: str = "pooled",
+) -> Vocabulary:
+    """Fit on training PEs only (``layout`` as read, before any event is dropped).
+
+    tags: over the actions of the training sessions; keywords: over the sentences of the training
+    conversations; pooled (Keyword): over both, rows without any id left out. ``share``: see mmrec_ray.data.vocab.
+    """
+    if share not in SHARE_RULES:
+        raise ConfigError(f"fidelity.vocabulary.share={share!r}: expected one of {list(SHARE_RULES)}")
+    if keyword_filter not in KEYWORD_FILTERS:
+        raise ConfigError(
+            f"fidelity.keyword.frequency_filter={keyword_filter!r}: expected one of {list(KEYWORD_FILTERS)}"
+        )
+    sessions, keywords = ds.sessions, ds.keywords
+    session_refs = _training_references(layout, EVENT_SESSION)
+    conversation_refs = _training_references(layout, EVENT_CONVERSATION)
+
+    def rows(nonempty_only: bool) -> tuple[FilterRows, FilterRows]:
+        actions = filter_rows(
+            sessions.action_tags, sessions.session_id, layout.session_id, session_refs, share, nonempty_only
+        )
+        sentences = filter_rows(
+            keywords.keywords,
+            keywords.conversation_id,
+            layout.conversation_id,
+            conversation_refs,
+            share,
+            nonempty_only,
+        )
+        return actions, sentences
+
+    actions, sentences = rows(nonempty_only=False)
+    tags = _fit([actions], threshold, share)
+    kws = _fit([sentences], threshold, share)
+    pooled = _fit(list(rows(nonempty_only=True)), threshold, share)
+    vocab = Vocabulary(tags, kws, np.zeros(0, np.int64), pooled, share, keyword_filter)
+    vocab.ids = np.union1d(tags.kept, vocab.keyword_ids).astype(np.int64)
+    return vocab
 
 
 def _owner_rows(table_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,27 +362,79 @@ def _owner_rows(table_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
     return row, table_ids[row] == ids
 
 
-def pooled_multi_hots(
-    ds: ReleasedDataset, layout: Layout, vocabulary: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(session_tags (S, V), conversation_keywords (C, V), counts of ignored occurrences): OR over the
-    actions of each referenced session and over the sentences of each referenced conversation."""
+@dataclass
+class EventMultiHots:
+    """OR-pooled multi-hots of the referenced sessions (S rows) and conversations (C rows), all over the shared
+    columns ``Vocabulary.ids`` (V); each holds only the ids of the vocabulary its user reads."""
+
+    session_tags: np.ndarray  # (S, V) uint8: tags in the tag vocabulary (session models)
+    session_keywords: np.ndarray  # (S, V) uint8: tags in the Keyword model's vocabulary
+    conversation_keywords: np.ndarray  # (C, V) uint8: keywords in the Keyword model's vocabulary
+    tag_columns: np.ndarray  # (V,) bool: the tag vocabulary's columns
+    keyword_columns: np.ndarray  # (V,) bool: the Keyword model's columns
+    ignored: dict
+
+
+def event_multi_hots(ds: ReleasedDataset, layout: Layout, vocab: Vocabulary) -> EventMultiHots:
+    """OR over the actions of each referenced session and over the sentences of each referenced conversation."""
+    columns = vocab.ids
+    tag_columns = np.isin(columns, vocab.tags.kept)
+    keyword_columns = np.isin(columns, vocab.keyword_ids)
+
+    def pool(lists: IdLists, event_ids: np.ndarray, table_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        owner, referenced = _owner_rows(table_ids, event_ids)
+        keep = referenced[lists.row_of_value]
+        values = lists.values[keep]
+        matrix, _ = multi_hot(owner[lists.row_of_value[keep]], values, columns, len(table_ids))
+        return matrix, values
+
     sessions = ds.sessions
-    owner, referenced = _owner_rows(layout.session_id, sessions.session_id)
-    value_row = sessions.action_tags.row_of_value
-    keep = referenced[value_row]
-    session_tags, tags_ignored = multi_hot(
-        owner[value_row[keep]], sessions.action_tags.values[keep], vocabulary, len(layout.session_id)
+    session_all, tag_values = pool(sessions.action_tags, sessions.session_id, layout.session_id)
+    conversation_all, keyword_values = pool(
+        ds.keywords.keywords, ds.keywords.conversation_id, layout.conversation_id
     )
-    keywords = ds.keywords
-    owner, referenced = _owner_rows(layout.conversation_id, keywords.conversation_id)
-    value_row = keywords.keywords.row_of_value
-    keep = referenced[value_row]
-    conversation_keywords, keywords_ignored = multi_hot(
-        owner[value_row[keep]], keywords.keywords.values[keep], vocabulary, len(layout.conversation_id)
+    ignored = {
+        "tag_occurrences_ignored": int((~np.isin(tag_values, vocab.tags.kept)).sum()),
+        "keyword_occurrences_ignored": int((~np.isin(keyword_values, vocab.keyword_ids)).sum()),
+        "keyword_model_tag_occurrences_ignored": int((~np.isin(tag_values, vocab.keyword_ids)).sum()),
+    }
+    return EventMultiHots(
+        session_tags=session_all * tag_columns.astype(np.uint8),
+        session_keywords=session_all * keyword_columns.astype(np.uint8),
+        conversation_keywords=conversation_all * keyword_columns.astype(np.uint8),
+        tag_columns=tag_columns,
+        keyword_columns=keyword_columns,
+        ignored=ignored,
     )
-    ignored = {"tag_occurrences_ignored": tags_ignored, "keyword_occurrences_ignored": keywords_ignored}
-    return session_tags, conversation_keywords, ignored
+
+
+def drop_session_events(layout: Layout, dropped: np.ndarray) -> tuple[Layout, dict]:
+    """``layout`` without the session events whose session row is ``dropped`` (S,) bool — sessions the tag filter
+    emptied are not events (the reference drops them in ``remove_low_frequent_features``). The remaining events
+    keep their order, left-aligned; T, ``has_session`` and so the PE's subset are unchanged (the subset comes
+    from data_users.csv). Returns (layout, counts)."""
+    kind, row = layout.event_kind, layout.event_row
+    is_session = kind == EVENT_SESSION
+    gone = np.zeros(kind.shape, dtype=bool)
+    if dropped.any():
+        gone[is_session] = dropped[row[is_session]]
+    counts = {
+        "sessions_emptied_by_filter": int(dropped.sum()),
+        "session_events_dropped": int(gone.sum()),
+        "session_events_dropped_train": int(gone[~layout.is_test].sum()),
+        "session_events_dropped_test": int(gone[layout.is_test].sum()),
+    }
+    if gone.any():
+        keep = (kind != EVENT_PAD) & ~gone
+        # A stable argsort of ~keep moves the kept steps to the front in their order.
+        order = np.argsort(~keep, axis=1, kind="stable")
+        kind = np.take_along_axis(np.where(keep, kind, EVENT_PAD), order, axis=1).astype(np.int8)
+        row = np.take_along_axis(np.where(keep, row, -1), order, axis=1).astype(np.int32)
+        layout = replace(layout, event_kind=kind, event_row=row, n_events=keep.sum(axis=1).astype(np.int16))
+    left = layout.has_session & ~(layout.event_kind == EVENT_SESSION).any(axis=1)
+    counts["session_pes_left_without_sessions"] = int(left.sum())
+    counts["pes_left_without_events"] = int((layout.n_events == 0).sum())
+    return layout, counts
 
 
 def item_matrices(ds: ReleasedDataset, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -640,6 +826,13 @@ def prepare(
     options = options or PrepareOptions()
     if options.embeddings not in EMBEDDING_MODES:
         raise ConfigError(f"embeddings={options.embeddings!r}: expected one of {list(EMBEDDING_MODES)}")
+    for name, value, allowed in (
+        ("fidelity.vocabulary.share", options.vocab_share, SHARE_RULES),
+        ("fidelity.vocabulary.empty_sessions", options.empty_sessions, EMPTY_SESSIONS),
+        ("fidelity.keyword.frequency_filter", options.keyword_filter, KEYWORD_FILTERS),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r}: expected one of {list(allowed)}")
     data_dir = Path(data_dir).resolve()
     out = prepared_dir(run_dir)
     marker = out / MARKER
@@ -650,10 +843,11 @@ def prepare(
         "format_version": FORMAT_VERSION,
         "data_digest": fingerprint["digest"],
         "vocab_threshold": options.vocab_threshold,
+        "fidelity": options.switches(),
     }
     if options.embeddings != "auto":
         identity["embeddings"] = options.embeddings
-    canonical_identity = {"format_version": FORMAT_VERSION, "data_digest": fingerprint["digest"]}
+    canonical_identity = {"format_version": CANONICAL_FORMAT_VERSION, "data_digest": fingerprint["digest"]}
     canonical_marker = out / CANONICAL_MARKER
     canonical_current = (
         canonical_marker.exists() and json.loads(canonical_marker.read_text()) == canonical_identity
@@ -677,9 +871,16 @@ def prepare(
             log(f"prepare: {out} is up to date (same data fingerprint); nothing to do (--force to redo)")
             return {**json.loads((out / "tensors" / "meta.json").read_text()), "status": "up-to-date"}
         if not force:
+            before = previous.get("identity", {})
+            differ = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
+            detail = "; ".join(
+                f"{k}: {before.get(k)} there, {identity.get(k)} now" for k in differ if k != "data_digest"
+            )
             raise ConfigError(
-                f"{out} was prepared from different data or settings ({previous.get('source')}); "
-                "use --force to overwrite it, or another --out"
+                f"{out} was prepared from different data or settings ({previous.get('source')}"
+                + ("" if "data_digest" not in differ else ", other data")
+                + (f"; {detail}" if detail else "")
+                + "); use --force to overwrite it (or delete it), or another --out"
             )
     if marker.exists():
         marker.unlink()  # from here on the directory is incomplete until the marker is written again
@@ -720,14 +921,19 @@ def prepare(
             shutil.rmtree(final_dir)
         os.replace(partial_dir, final_dir)
 
-    vocab = fit_vocabulary(ds, layout, options.vocab_threshold)
-    session_tags, conversation_keywords, ignored = pooled_multi_hots(ds, layout, vocab.ids)
+    vocab = fit_vocabulary(
+        ds, layout, options.vocab_threshold, share=options.vocab_share, keyword_filter=options.keyword_filter
+    )
+    hots = event_multi_hots(ds, layout, vocab)
     item_ids, targets, post_filter = item_matrices(ds, layout)
 
     from mmrec_ray.data.validate import describe
 
-    summary = describe(ds, layout, vocab, options.vocab_threshold, acc)
-    summary["drops"].update(ignored)
+    summary = describe(ds, layout, vocab, options.vocab_threshold, acc)  # the data as read
+    summary["drops"].update(hots.ignored)
+    if options.empty_sessions == "drop":
+        layout, dropped = drop_session_events(layout, ~hots.session_tags.any(axis=1))
+        summary["drops"].update(dropped)
     meta = {
         "format_version": FORMAT_VERSION,
         "source": str(data_dir),
@@ -735,6 +941,7 @@ def prepare(
         "embedding_dim": int(acc.dim),
         "embedding_source": embedding_source,
         "vocabulary": vocab.summary(options.vocab_threshold),
+        "fidelity": options.switches(),
         "num_pes": int(len(layout.purchase_event_id)),
         "num_items": int(len(item_ids)),
         "num_conversations": int(len(layout.conversation_id)),
@@ -754,10 +961,10 @@ def prepare(
         n_events=layout.n_events,
         conversation_id=layout.conversation_id,
         conversation_embedding=acc.means(),
-        conversation_keywords=conversation_keywords,
+        conversation_keywords=hots.conversation_keywords,
         conversation_n_sentences=acc.counts.astype(np.int32),
         session_id=layout.session_id,
-        session_tags=session_tags,
+        session_tags=hots.session_tags,
         pe_conversation_embedding=pe_conversation_means(layout, acc),
         has_conversation=layout.has_conversation,
         has_session=layout.has_session,
@@ -765,8 +972,12 @@ def prepare(
         post_filter=post_filter,
         is_test=layout.is_test,
         subset=subset_labels(layout.has_conversation, layout.has_session),
+        session_keywords=hots.session_keywords,
+        tag_columns=hots.tag_columns,
+        keyword_columns=hots.keyword_columns,
         meta=meta,
     )
+    meta["keyword_model"] = keyword_event_counts(data)
     data.save(out / "tensors")
     meta["seconds"] = round(time.perf_counter() - started, 3)
     atomic_write_json(
@@ -777,6 +988,34 @@ def prepare(
         f"{meta['num_items']} items, vocabulary {len(vocab.ids)}, D={acc.dim}, {meta['seconds']:.1f}s"
     )
     return {**meta, "status": "prepared"}
+
+
+def keyword_event_counts(data: PreparedData) -> dict:
+    """What ``fidelity.keyword.empty_events: drop`` removes for the Keyword model: events whose multi-hot holds
+    no id of its vocabulary, and the PEs left without any event."""
+    kind, row, lengths = data.keyword_steps()
+    real = np.asarray(data.event_kind) != EVENT_PAD
+    lost = real.sum(axis=1) - lengths
+    before = np.asarray(data.event_kind)
+    conversation = (before == EVENT_CONVERSATION).sum() - (kind == EVENT_CONVERSATION).sum()
+    session = (before == EVENT_SESSION).sum() - (kind == EVENT_SESSION).sum()
+    test = np.asarray(data.is_test)
+    return {
+        "events_without_ids": int(lost.sum()),
+        "conversation_events_without_ids": int(conversation),
+        "session_events_without_ids": int(session),
+        "train_pes_without_events": int(((lengths == 0) & ~test).sum()),
+        "test_pes_without_events": int(((lengths == 0) & test).sum()),
+        "train_pes": int(len(data.train_indices("keyword"))),
+    }
+
+
+def prepared_switches(run_dir: str | Path) -> dict | None:
+    """The prepare-time fidelity switches a prepared run directory was built with (None if not prepared)."""
+    marker = prepared_dir(run_dir) / MARKER
+    if not marker.exists():
+        return None
+    return json.loads(marker.read_text()).get("identity", {}).get("fidelity")
 
 
 def _check_conversations_embedded(ds: ReleasedDataset, layout: Layout, acc: EmbeddingAccumulator) -> None:

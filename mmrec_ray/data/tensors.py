@@ -5,7 +5,15 @@ conversation keywords share one ID space), D sentence-embedding width, C unique 
 
 Events of a PE are left-aligned in chronological order (``event_number``); padded steps have kind 0 and row -1.
 An event's features live in per-conversation / per-session tables, indexed by ``event_row``: a conversation that
-appears in several PEs (later PEs re-include earlier history) is stored once.
+appears in several PEs (later PEs re-include earlier history) is stored once. A session whose tags the vocabulary
+filter removed entirely is not an event (``fidelity.vocabulary.empty_sessions: drop``, the reference), so a PE
+may have fewer events than ``data_users.csv`` lists — even none — while its ``subset`` and ``has_*`` flags
+still come from data_users.csv.
+
+The multi-hots share V columns (``vocabulary``): the session models read ``session_tags`` (the tag vocabulary's
+columns, ``tag_columns``); the Keyword model reads ``conversation_keywords`` and ``session_keywords`` (its own
+vocabulary, ``keyword_columns``: one filter over sentences and actions pooled, or the union of the tag and
+keyword filters). The last three are optional: without them Keyword reads ``session_tags`` and every column.
 
 Stored as one ``.npy`` per field plus ``meta.json`` in ``RUN_DIR/prepared/tensors/``; loaded memory-mapped.
 """
@@ -56,7 +64,10 @@ class PreparedData:
     targets: np.ndarray  # (N, J) uint8 multi-hot of purchased items
     post_filter: np.ndarray  # (N, J) bool: items purchasable at that time (applied at evaluation only)
     is_test: np.ndarray  # (N,) bool: SPEC 4 split
-    subset: np.ndarray  # (N,) int8: SUBSET_* (every PE has at least one event)
+    subset: np.ndarray  # (N,) int8: SUBSET_* from data_users.csv (every PE lists at least one event there)
+    session_keywords: np.ndarray | None = None  # (S, V) uint8: the actions' tags in the Keyword vocabulary
+    tag_columns: np.ndarray | None = None  # (V,) bool: columns of the tag vocabulary (session models)
+    keyword_columns: np.ndarray | None = None  # (V,) bool: columns of the Keyword model's vocabulary
     meta: dict = field(default_factory=dict)  # vocab thresholds, dims, drops, data fingerprint
 
     # ------------------------------------------------------------------ sizes
@@ -80,7 +91,40 @@ class PreparedData:
     def max_events(self) -> int:
         return int(self.event_kind.shape[1])
 
+    @property
+    def keyword_session_tags(self) -> np.ndarray:
+        """(S, V) uint8: a session as the Keyword model sees it (``session_tags`` when not stored)."""
+        return self.session_tags if self.session_keywords is None else self.session_keywords
+
+    @property
+    def keyword_column_mask(self) -> np.ndarray:
+        """(V,) bool: the Keyword model's columns (every column when not stored)."""
+        if self.keyword_columns is None:
+            return np.ones(self.vocab_size, dtype=bool)
+        return np.asarray(self.keyword_columns, dtype=bool)
+
     # ------------------------------------------------------------------ views
+    def keyword_steps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The Keyword model's events under ``fidelity.keyword.empty_events: drop``: only the events whose
+        multi-hot holds at least one id of its vocabulary, in order, left-aligned (the reference drops the other
+        conversation and session rows before building the sequences).
+
+        Returns (kind (N, T) int8 with EVENT_PAD, rows (N, T) int32 with -1, lengths (N,) int64).
+        """
+        kind = np.asarray(self.event_kind)
+        row = np.asarray(self.event_row)
+        conversation_has = np.asarray(self.conversation_keywords).any(axis=1)  # (C,)
+        session_has = np.asarray(self.keyword_session_tags).any(axis=1)  # (S,)
+        keep = np.zeros(kind.shape, dtype=bool)
+        at = kind == EVENT_CONVERSATION
+        keep[at] = conversation_has[row[at]]
+        at = kind == EVENT_SESSION
+        keep[at] = session_has[row[at]]
+        order = np.argsort(~keep, axis=1, kind="stable")
+        kind = np.take_along_axis(np.where(keep, kind, EVENT_PAD), order, axis=1).astype(np.int8)
+        row = np.take_along_axis(np.where(keep, row, -1), order, axis=1).astype(np.int32)
+        return kind, row, keep.sum(axis=1).astype(np.int64)
+
     def modality_rows(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
         """Left-aligned rows of one modality only, in chronological order.
 
@@ -95,10 +139,13 @@ class PreparedData:
     def train_indices(self, modality: str = "all") -> np.ndarray:
         """Indices of training PEs (ascending PE id) that a model with this input subset trains on.
 
-        modality: "all", "conversation" (has a conversation), "session" (has a session), "both" (has both).
+        modality: "all", "conversation" (has a conversation), "session" (has a session), "both" (has both),
+        "keyword" (has an event the Keyword model keeps, see ``keyword_steps``).
         """
         keep = ~np.asarray(self.is_test)
-        if modality == "conversation":
+        if modality == "keyword":
+            keep &= self.keyword_steps()[2] > 0
+        elif modality == "conversation":
             keep &= self.has_conversation
         elif modality == "session":
             keep &= self.has_session
@@ -127,6 +174,9 @@ class PreparedData:
         for f in dataclasses.fields(self):
             if f.name == "meta":
                 continue
+            if getattr(self, f.name) is None:  # an optional array: no stale file from an earlier save
+                (directory / f"{f.name}.npy").unlink(missing_ok=True)
+                continue
             atomic_write_npy(directory / f"{f.name}.npy", np.ascontiguousarray(getattr(self, f.name)))
         # meta.json last: its presence marks a complete write.
         atomic_write_json(directory / "meta.json", self.meta)
@@ -139,9 +189,10 @@ class PreparedData:
             raise FileNotFoundError(f"{directory}: no prepared tensors here (run `mmrec prepare` first)")
         arrays = {}
         for f in dataclasses.fields(cls):
-            if f.name == "meta":
+            path = directory / f"{f.name}.npy"
+            if f.name == "meta" or (f.default is None and not path.exists()):  # an optional array not stored
                 continue
-            arrays[f.name] = np.load(directory / f"{f.name}.npy", mmap_mode="r" if mmap else None)
+            arrays[f.name] = np.load(path, mmap_mode="r" if mmap else None)
         return cls(**arrays, meta=json.loads((directory / "meta.json").read_text()))
 
 

@@ -1,10 +1,19 @@
 """The tag/keyword vocabulary (SPEC 4): fitted on training data only, 0.1 % share threshold, one shared ID space.
 
 Action tags and conversation keywords live in the same ID space (that is how the Keyword model maps both
-modalities onto one input). Each kind is filtered on its own: a tag survives when its share of all tag
-occurrences in the training sessions' actions is at least ``threshold``; a keyword likewise over the training
-conversations' sentences. The vocabulary is the sorted union of the survivors; ids outside it (rare, or never
-seen in training) are ignored when multi-hots are built.
+modalities onto one input). An id survives a filter when its *share* is at least ``threshold`` (kept when
+``share >= threshold``). Two share rules (``fidelity.vocabulary.share``):
+
+- ``per_row`` (default; the reference code's ``remove_low_frequent_features``): the event rows are first joined
+  to the PEs that list them, so an action (or sentence) is one row *per training PE* whose history holds its
+  session (conversation). share(id) = occurrences of id over those rows / number of distinct (PE, event, action)
+  rows. Each row holds ~2.7 tags on the release, so this rule is about three times looser than the next one.
+- ``per_occurrence`` (this project before the fidelity review): every training session (conversation) once,
+  share(id) = occurrences of id / all id occurrences.
+
+Which rows a filter sees (tags of the training sessions' actions; keywords of the training conversations'
+sentences; or both pooled, for the Keyword model) is the caller's choice (``mmrec_ray.data.prepare``). Ids
+outside a vocabulary (rare, or never seen in training) are ignored when multi-hots are built.
 """
 
 from __future__ import annotations
@@ -14,16 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 
 VOCAB_THRESHOLD = 0.001  # SPEC 4 / paper section 5.2: drop ids with a frequency under 0.1 percent
+SHARE_RULES = ("per_row", "per_occurrence")  # fidelity.vocabulary.share
 
 
 @dataclass
 class FrequencyFilter:
-    """The outcome of the share threshold on one kind of id (tags or keywords)."""
+    """The outcome of the share threshold on one kind of id (tags, keywords, or both pooled)."""
 
     kept: np.ndarray  # (K,) int64 sorted ids that survive
     dropped: np.ndarray  # (K',) int64 sorted ids seen in training but under the threshold
-    dropped_occurrences: int  # training occurrences of the dropped ids
-    total_occurrences: int  # all training occurrences
+    dropped_occurrences: int  # occurrences of the dropped ids in the training events (each event once)
+    total_occurrences: int  # all occurrences in the training events (each event once)
+    rows: int = 0  # the share's denominator (per_row: PE-weighted rows; per_occurrence: total_occurrences)
 
     def summary(self) -> dict:
         return {
@@ -33,20 +44,40 @@ class FrequencyFilter:
             "dropped_ids": [int(i) for i in self.dropped[:50]],
             "dropped_occurrences": int(self.dropped_occurrences),
             "total_occurrences": int(self.total_occurrences),
+            "share_denominator": int(self.rows),
         }
 
 
-def fit_frequency_filter(occurrences: np.ndarray, threshold: float = VOCAB_THRESHOLD) -> FrequencyFilter:
-    """Keep the ids whose share of ``occurrences`` (every training occurrence, repeats counted) is >= threshold."""
+def fit_frequency_filter(
+    occurrences: np.ndarray,
+    threshold: float = VOCAB_THRESHOLD,
+    *,
+    weights: np.ndarray | None = None,
+    rows: int | None = None,
+) -> FrequencyFilter:
+    """Keep the ids whose share is >= ``threshold``.
+
+    occurrences (M,) int: one entry per id occurrence in a training event (an event counted once).
+    weights (M,) int: how many times each occurrence counts in the share's numerator (per_row: the training
+        PEs' references to its event); default 1; occurrences with weight 0 are not training occurrences.
+    rows: the share's denominator (per_row: the PE-weighted number of rows); default the weighted total of
+        occurrences (per_occurrence).
+    """
     occurrences = np.asarray(occurrences, dtype=np.int64)
-    ids, counts = np.unique(occurrences, return_counts=True)
-    total = int(counts.sum())
-    keep = counts >= threshold * total if total else np.zeros(0, dtype=bool)
+    weights = np.ones(len(occurrences), dtype=np.int64) if weights is None else np.asarray(weights, np.int64)
+    seen = weights > 0
+    ids, inverse = np.unique(occurrences[seen], return_inverse=True)
+    counted = np.bincount(inverse, weights=weights[seen], minlength=len(ids))
+    plain = np.bincount(inverse, minlength=len(ids))
+    denominator = int(counted.sum()) if rows is None else int(rows)
+    # The share itself is compared, as the reference does (kept when share >= threshold).
+    keep = counted / denominator >= threshold if denominator else np.zeros(len(ids), dtype=bool)
     return FrequencyFilter(
         kept=ids[keep],
         dropped=ids[~keep],
-        dropped_occurrences=int(counts[~keep].sum()),
-        total_occurrences=total,
+        dropped_occurrences=int(plain[~keep].sum()),
+        total_occurrences=int(plain.sum()),
+        rows=denominator,
     )
 
 

@@ -634,8 +634,10 @@ def input_representation(
     rows_t = torch.as_tensor(rows, dtype=torch.long)
     conv_t = torch.as_tensor(is_conversation)
     if name == "keyword":
-        keywords = store.keyword_table[torch.where(conv_t, rows_t, -1)]
-        tags = store.session_table[torch.where(conv_t, -1, rows_t)]
+        # Keyword's own vocabulary columns and session vectors (the pooled filter may differ from the tag one).
+        conversations, sessions = store.keyword_tables
+        keywords = conversations[torch.where(conv_t, rows_t, -1)]
+        tags = sessions[torch.where(conv_t, -1, rows_t)]
         features = torch.where(conv_t[:, None], keywords, tags)
         return torch.cat([conv_t[:, None].float(), features], dim=1).numpy()
     if recommender is None:

@@ -1,7 +1,20 @@
 """Keyword (section 4.3.2): conversations become multi-hot keyword vectors in the web sessions' tag space, so
 every event is a binarised vector; the events, in order, go through one GRU.
 
-Per event (B, T, 1 + V): [is_conversation, keywords (conversation) or max-pooled tags (session, eq. 2)].
+Per event (B, T, 1 + V_k): [is_conversation, keywords (conversation) or max-pooled tags (session, eq. 2)], over
+the Keyword model's own vocabulary (V_k columns of the shared V; ``fidelity.keyword.frequency_filter``, fitted at
+prepare time: ``pooled`` — the reference's model_keyword.py — one 0.1 % filter over the training PEs' sentence
+keywords and action tags together; ``separate`` — the union of the tag and the keyword filters).
+
+Events without any id of that vocabulary (``fidelity.keyword.empty_events``):
+
+- ``drop`` (default; model_keyword.py / evaluation_keyword.py): they are not events. A training PE left without
+  events leaves Keyword's training subset (the reference drops rows without keywords before it builds its
+  sequences); a test PE is still scored, from the events it has left — with none, from the GRU's zero state (the
+  reference feeds such a PE one step holding only an empty-string pseudo-feature; the zero state is our
+  documented equivalent).
+- ``keep`` (this project before the fidelity review): every event is a step, an empty one an all-zero vector.
+
 Network (SPEC 5, Table 2: batch 512, units 256, dropout 0.2):
     masked GRU(units) (eq. 3) -> Dropout -> Dense(units, ReLU) -> Linear(J) logits.
 """
@@ -11,33 +24,55 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmrec_ray.config import ModelParams, TrainingConfig
 from mmrec_ray.data.features import Batch, FeatureStore
+from mmrec_ray.errors import ConfigError
 from mmrec_ray.models.layers import SequenceClassifier
 from mmrec_ray.models.neural import NetworkRecommender
 from mmrec_ray.models.registry import register
 
 
 class KeywordNetwork(nn.Module):
-    """forward(is_conversation (B, T), event_keywords (B, T, V), lengths (B,)) -> logits (B, J)."""
+    """forward(events (B, T, 1 + V_k): [is_conversation, keyword multi-hot], lengths (B,)) -> logits (B, J)."""
 
     def __init__(self, vocab_size: int, units: int, num_items: int, dropout: float):
         super().__init__()
         self.classifier = SequenceClassifier(vocab_size + 1, units, num_items, dropout)
 
-    def forward(
-        self, is_conversation: torch.Tensor, event_keywords: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        events = torch.cat([is_conversation.unsqueeze(-1), event_keywords], dim=-1)
+    def forward(self, events: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.classifier(events, lengths)
 
 
 @register
 class KeywordRecommender(NetworkRecommender):
     name = "keyword"
-    trains_on = "all"
+    trains_on = "all"  # the PE types it serves; with empty_events=drop it trains on "keyword" (see __init__)
+
+    def __init__(self, params: ModelParams, training: TrainingConfig, seed: int):
+        super().__init__(params, training, seed)
+        self.drop_empty = training.fidelity.keyword.empty_events == "drop"
+        if self.drop_empty:
+            # Training PEs whose every event lacks a Keyword id leave the training subset (PreparedData).
+            self.trains_on = "keyword"
 
     def build_network(self, store: FeatureStore) -> nn.Module:
-        return KeywordNetwork(store.vocab_size, self.params.units, store.num_items, self.params.dropout)
+        self._check_prepared(store)
+        return KeywordNetwork(
+            store.keyword_vocab_size, self.params.units, store.num_items, self.params.dropout
+        )
 
     def logits(self, network: nn.Module, batch: Batch) -> torch.Tensor:
-        return network(batch.is_conversation, batch.event_keywords, batch.lengths)
+        if self.drop_empty:
+            return network(batch.keyword_sequence, batch.keyword_lengths)
+        return network(batch.keyword_sequence_all, batch.lengths)
+
+    def _check_prepared(self, store: FeatureStore) -> None:
+        """The vocabulary is fitted at prepare time: refuse tensors prepared with the other frequency filter."""
+        wanted = self.training.fidelity.keyword.frequency_filter
+        prepared = store.data.meta.get("fidelity", {}).get("keyword", {}).get("frequency_filter")
+        if prepared is not None and prepared != wanted:
+            raise ConfigError(
+                f"keyword: fidelity.keyword.frequency_filter is {wanted!r} but the tensors were prepared with "
+                f"{prepared!r}; prepare again (mmrec prepare --force --set "
+                f"fidelity.keyword.frequency_filter={wanted})"
+            )

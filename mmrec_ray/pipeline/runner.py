@@ -128,12 +128,26 @@ class Pipeline:
             from mmrec_ray.errors import ConfigError
 
             raise ConfigError("data.source=released needs data.path (the folder with the released CSV files)")
-        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir)]
-        needed = not (self.tensors_dir / "meta.json").exists()
+        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), *self._prepare_switches()]
+        needed = not self._tensors_current()
         if self.embeds_text:  # phase 1 only; the embed stage and `tensors` follow
             argv.append("--canonical-only")
             needed = needed and not (self.run_dir / "prepared" / "canonical.json").exists()
         self._stage("prepare", needed, lambda: _command("prepare", argv) and None)
+
+    def _prepare_switches(self) -> list[str]:
+        from mmrec_ray.commands.prepare import fidelity_arguments
+
+        return fidelity_arguments(self.cfg.fidelity)
+
+    def _tensors_current(self) -> bool:
+        """Tensors exist and were prepared with this config's prepare-time fidelity switches; otherwise the
+        prepare command runs, and refuses a folder prepared with other values instead of reusing it."""
+        from mmrec_ray.data.prepare import PrepareOptions, prepared_switches
+
+        return (self.tensors_dir / "meta.json").exists() and prepared_switches(
+            self.run_dir
+        ) == PrepareOptions.switches_of(self.cfg.fidelity)
 
     def embed(self) -> None:
         from mmrec_ray.embed import stage_output
@@ -155,8 +169,9 @@ class Pipeline:
     def tensors(self) -> None:
         """Phase 2 of prepare: the model-ready tensors from the embed stage's parts (text data only)."""
         argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), "--embeddings", "embed-stage"]
+        argv += self._prepare_switches()
         text = self.embeds_text
-        needed = text and not (self.tensors_dir / "meta.json").exists()
+        needed = text and not self._tensors_current()
         note = "outputs exist" if text else "built by prepare"
         self._stage("tensors", needed, lambda: _command("prepare", argv) and None, note)
 

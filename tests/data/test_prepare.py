@@ -17,7 +17,9 @@ from mmrec_ray.errors import ConfigError
 
 from .conftest import edit, write_tiny_dataset
 
-VOCAB = [1, 2, 3, 4, 5, 50, 51, 52]
+# Default switches (per_row share, pooled Keyword filter): 51 occurs once, in c100, which two training PEs list:
+# 2 of 2030 pooled rows (< 0.1 %), so only the Keyword vocabulary could hold it, and it does not.
+VOCAB = [1, 2, 3, 4, 5, 50, 52]
 
 
 def _onehot(ids):
@@ -43,7 +45,11 @@ def test_events_in_chronological_order(prepared):
     # PE 4: s10, c100, s13, c101.
     assert data.event_kind[3].tolist() == [2, 1, 2, 1]
     assert data.event_row[3].tolist() == [0, 0, 3, 1]
-    assert data.n_events.tolist() == [1, 1, 2, 4, 1, 1, 1, 2, 2, 2]
+    # Session 12 (tags 6, 88: test only, outside the vocabulary) is emptied by the filter and is not an event
+    # (fidelity.vocabulary.empty_sessions: drop): PE 9 keeps c102, PE 10 keeps s10; both keep their subset.
+    assert data.n_events.tolist() == [1, 1, 2, 4, 1, 1, 1, 2, 1, 1]
+    assert data.event_kind[8].tolist() == [1, 0, 0, 0] and data.event_row[9].tolist() == [0, -1, -1, -1]
+    assert data.has_session[8] and data.has_session[9]
     assert (
         data.event_kind.dtype == np.int8
         and data.event_row.dtype == np.int32
@@ -53,13 +59,15 @@ def test_events_in_chronological_order(prepared):
 
 def test_vocabulary_threshold_and_shared_space(prepared):
     data, meta, _ = prepared
-    # 77 (1 of 1011 training tag occurrences) is under 0.1 %; 6, 88 and 53 occur only in test PEs.
+    # 77: 2 of 2020 PE-weighted training action rows (s13 is listed by PEs 4 and 5) is under 0.1 %; 6, 88 and 53
+    # occur only in test PEs.
     assert data.vocabulary.tolist() == VOCAB
     assert meta["vocabulary"]["tags"]["dropped_ids"] == [77]
+    assert meta["vocabulary"]["pooled"]["dropped_ids"] == [51, 77]
     assert meta["vocabulary"]["shared"] == 1  # id 2 is both a tag and a keyword: one column
     assert meta["drops"]["tags_under_threshold"] == 1
     assert meta["drops"]["tag_occurrences_ignored"] == 3  # 77, 6, 88
-    assert meta["drops"]["keyword_occurrences_ignored"] == 1  # 53
+    assert meta["drops"]["keyword_occurrences_ignored"] == 2  # 51, 53
 
 
 def test_session_or_and_conversation_keywords(prepared):
@@ -71,7 +79,7 @@ def test_session_or_and_conversation_keywords(prepared):
         _onehot(set()),
         _onehot({1}),
     ]
-    assert data.conversation_keywords.tolist() == [_onehot({2, 50, 51}), _onehot({50, 52}), _onehot({50})]
+    assert data.conversation_keywords.tolist() == [_onehot({2, 50}), _onehot({50, 52}), _onehot({50})]
 
 
 def test_conversation_means_and_sentence_weighted_pe_mean(prepared):
@@ -252,5 +260,5 @@ def test_text_without_embeddings_uses_a_real_encoder(tmp_path: Path):
     assert sum(pq.read_metadata(p).num_rows for p in parts) == 7
     # Keywords from the mapping (car=50, house=51, claim=52, travel=53; 53 only in a test conversation).
     assert data.vocabulary.tolist() == VOCAB
-    assert data.conversation_keywords.tolist() == [_onehot({50, 51}), _onehot({52, 50}), _onehot(set())]
+    assert data.conversation_keywords.tolist() == [_onehot({50}), _onehot({52, 50}), _onehot(set())]
     assert (run / "prepared" / "parquet" / "conversation_text.parquet").exists()

@@ -24,7 +24,8 @@ def test_report_counts(tiny_dataset: Path):
     assert report["events_per_pe"] == {1: 5, 2: 4, 4: 1}
     assert report["items_per_pe"] == {1: 8, 2: 2}
     assert report["purchases_per_item"] == {2: 5, 5: 4, 7: 3}
-    assert report["vocabulary"]["size"] == 8
+    # Tags 1-5 and the Keyword model's 50, 52 (51: 2 of 2030 pooled rows).
+    assert report["vocabulary"]["size"] == 7
     drops = report["drops"]
     assert drops["tags_under_threshold"] == 1 and drops["tag_occurrences_under_threshold"] == 1
     assert drops["sessions_unreferenced"] == 1 and drops["conversations_unreferenced"] == 1
@@ -33,7 +34,8 @@ def test_report_counts(tiny_dataset: Path):
 
 
 def test_threshold_is_a_share_of_training_occurrences(tiny_dataset: Path):
-    # Two more occurrences of tag 77 in training: 3 of 1013 (0.3 %) clears the 0.1 % threshold.
+    # Two more occurrences of tag 77 in training: 3 per PE listing s13 (two PEs), 6 of 2024 PE-weighted action rows
+    # (0.3 %), clears the 0.1 % threshold.
     edit(tiny_dataset / "data_sessions.csv", "13,1001,77\n", "13,1001,77\n13,1002,77\n13,1003,77\n")
     assert validate_dataset(tiny_dataset)["vocabulary"]["tags"]["dropped"] == 0
 
