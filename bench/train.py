@@ -45,7 +45,7 @@ from mmrec_ray.models.params import default_params
 FIELDS: dict[str, tuple[str, ...]] = {
     "conversation": ("pe_conversation", "has_conversation", "targets"),
     "session": ("session_sequence", "session_lengths", "has_session", "targets"),
-    "keyword": ("is_conversation", "event_keywords", "lengths", "targets"),
+    "keyword": ("keyword_sequence", "keyword_lengths", "keyword_sequence_all", "lengths", "targets"),
     "latent_feature": ("is_conversation", "event_conversation", "event_session", "lengths", "targets"),
     "neutral_imputation": (
         "pe_conversation",
@@ -104,6 +104,19 @@ class PerPEDataset(Dataset):
         self.targets = np.asarray(data.targets)
         self.dim = self.conversation_embedding.shape[1]
         self.vocab = self.session_tags.shape[1]
+        # Keyword's own vocabulary and event list (the layout is data, computed once; collation stays per PE).
+        columns = np.flatnonzero(data.keyword_column_mask)
+        self.keyword_conversations = self.conversation_keywords[:, columns]
+        self.keyword_sessions = np.asarray(data.keyword_session_tags)[:, columns]
+        self.keyword_kind, self.keyword_row, self.keyword_length = data.keyword_steps()
+        self.keyword_vocab = len(columns)
+
+    def _keyword_steps(self, kinds: list[int], rows: list[int]) -> list[np.ndarray]:
+        out = []
+        for k, r in zip(kinds, rows):
+            table = self.keyword_conversations if k == EVENT_CONVERSATION else self.keyword_sessions
+            out.append(np.concatenate([[np.float32(k == EVENT_CONVERSATION)], table[r]]).astype(np.float32))
+        return out
 
     def __len__(self) -> int:
         return len(self.n_events)
@@ -137,6 +150,15 @@ class PerPEDataset(Dataset):
                     self.conversation_keywords[r] if k == EVENT_CONVERSATION else self.session_tags[r]
                     for k, r in zip(kinds, rows)
                 ]
+            elif field == "keyword_sequence":
+                length = int(self.keyword_length[pe])
+                record[field] = self._keyword_steps(
+                    self.keyword_kind[pe, :length].tolist(), self.keyword_row[pe, :length].tolist()
+                )
+            elif field == "keyword_lengths":
+                record[field] = int(self.keyword_length[pe])
+            elif field == "keyword_sequence_all":
+                record[field] = self._keyword_steps(kinds, rows)
             elif field == "session_sequence":
                 record[field] = [self.session_tags[r] for k, r in zip(kinds, rows) if k == EVENT_SESSION]
             elif field == "session_lengths":
@@ -186,12 +208,15 @@ def make_collate(store: FeatureStore, fields: Sequence[str], steps: int, dim: in
                 tensors[field] = torch.tensor(_pad_steps(values, steps, dim))
             elif field in ("event_session", "event_keywords", "session_sequence"):
                 tensors[field] = torch.tensor(_pad_steps(values, steps, vocab))
+            elif field in ("keyword_sequence", "keyword_sequence_all"):
+                width = store.keyword_vocab_size + 1
+                tensors[field] = torch.tensor(_pad_steps(values, steps, width))
             elif field in ("event_kind", "is_conversation"):
                 padded = np.zeros((len(values), steps), dtype=values[0].dtype)
                 for row, value in enumerate(values):
                     padded[row, : len(value)] = value
                 tensors[field] = torch.tensor(padded)
-            elif field in ("lengths", "session_lengths"):
+            elif field in ("lengths", "session_lengths", "keyword_lengths"):
                 tensors[field] = torch.tensor(values, dtype=torch.long)
             elif field in ("has_conversation", "has_session"):
                 tensors[field] = torch.tensor(values, dtype=torch.bool)
