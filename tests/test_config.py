@@ -57,3 +57,20 @@ def test_bad_override_syntax():
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_fidelity_switches_load_typed_and_reach_the_models_training_config():
+    from mmrec_ray.config import ConfigError, load_config
+
+    cfg = load_config(None, ["fidelity.latent_feature.sample_weights=none", "fidelity.init=torch"])
+    assert cfg.training.fidelity.latent_feature.sample_weights == "none"
+    assert cfg.training.fidelity.init == "torch"
+    for bad in (
+        "fidelity.latent_feature.sample_weights=sometimes",
+        "fidelity.knowledge_distillation.validation_fraction=1.5",
+        "fidelity.adam_epsilon=0",
+        "fidelity.vocabulary.spelling=per_row",
+        "training.fidelity.init=torch",  # the switches live in the top-level section only
+    ):
+        with pytest.raises(ConfigError):
+            load_config(None, [bad])
