@@ -51,14 +51,14 @@ class EmbedConfig:
 # switch to the reference code's behaviour, defects included. docs/fidelity.md lists each with its measured effect.
 @dataclass
 class LatentFeatureFidelity:
-    sample_weights: Literal["reference", "none"] = "reference"  # reference: PE loss weights 2 / 1 / (2pc+ps)/(1-pi)
+    sample_weights: Literal["reference", "none"] = "reference"  # PE loss weights 2 / 1 / (2pc+ps)/(1-pi)
     projection: Literal["add_half", "select"] = "add_half"  # reference: tanh(round(u/2)) per modality, summed
     padding: Literal["masked", "reference"] = "masked"  # reference: GRU reads left-padded steps (a defect)
 
 
 @dataclass
 class JointNetworkFidelity:
-    head: Literal["reference", "single"] = "reference"  # reference: concat->Dense(ReLU)->Dropout->Dense(ReLU)->out
+    head: Literal["reference", "single"] = "reference"  # concat->Dense(ReLU)->Dropout->Dense(ReLU)->out
 
 
 @dataclass
@@ -68,8 +68,8 @@ class KnowledgeDistillationFidelity:
 
 @dataclass
 class GenerativeImputationFidelity:
-    conversation_generator: Literal["reference", "linear"] = "reference"  # reference: GRU->Dropout->Dense(ReLU)->Linear
-    session_generator: Literal["reference", "decoder"] = "reference"  # reference: Dense->Repeat->GRU->sigmoid tags
+    conversation_generator: Literal["reference", "linear"] = "reference"  # GRU->Dropout->Dense(ReLU)->Linear
+    session_generator: Literal["reference", "decoder"] = "reference"  # Dense->repeat->GRU->sigmoid tags
 
 
 @dataclass
@@ -94,18 +94,20 @@ class KeywordFidelity:
 
 @dataclass
 class VocabularyFidelity:
-    share: Literal["per_row", "per_occurrence"] = "per_row"  # reference: occurrences / (PE, event, action) rows
-    empty_sessions: Literal["drop", "keep"] = "drop"  # reference: sessions emptied by the filter are not events
+    share: Literal["per_row", "per_occurrence"] = "per_row"  # occurrences / (PE, event, action) rows
+    empty_sessions: Literal["drop", "keep"] = "drop"  # sessions emptied by the filter are not events
 
 
 @dataclass
 class FidelityConfig:
     init: Literal["keras", "torch"] = "keras"  # reference: glorot-uniform, orthogonal recurrent, zero biases
     adam_epsilon: float = 1e-7  # Keras's Adam default (PyTorch's is 1e-8)
-    loss_reduction: Literal["mean", "sum"] = "mean"  # Keras: BCE/MSE averaged over items (sum: eq. 6 literally)
+    loss_reduction: Literal["mean", "sum"] = "mean"  # Keras averages BCE/MSE over items; sum = eq. 6
     latent_feature: LatentFeatureFidelity = field(default_factory=LatentFeatureFidelity)
     joint_network: JointNetworkFidelity = field(default_factory=JointNetworkFidelity)
-    knowledge_distillation: KnowledgeDistillationFidelity = field(default_factory=KnowledgeDistillationFidelity)
+    knowledge_distillation: KnowledgeDistillationFidelity = field(
+        default_factory=KnowledgeDistillationFidelity
+    )
     generative_imputation: GenerativeImputationFidelity = field(default_factory=GenerativeImputationFidelity)
     neutral_imputation: NeutralImputationFidelity = field(default_factory=NeutralImputationFidelity)
     relative_representation: RelativeRepresentationFidelity = field(
@@ -208,7 +210,8 @@ class ExperimentConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     analyses: AnalysesConfig = field(default_factory=AnalysesConfig)
-    fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # reference-code switches (docs/fidelity.md)
+    # The reference-code switches (docs/fidelity.md).
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
     def __post_init__(self) -> None:
         if self.training.fidelity != FidelityConfig() and self.training.fidelity != self.fidelity:

@@ -241,7 +241,9 @@ def test_tsne_inputs_and_outputs(fitted_run):
     latent_model = A.load_fitted(root, "latent_feature", 0, store)
     latent = A.input_representation("latent_feature", latent_model, store, kinds, rows)
     # The reference's summed half-width projections: width round(units / 2), values in [-2, 2] (two tanh terms).
-    assert latent.shape == (60, round(small_params("latent_feature").units / 2)) and np.abs(latent).max() <= 2.0
+    assert (
+        latent.shape == (60, round(small_params("latent_feature").units / 2)) and np.abs(latent).max() <= 2.0
+    )
     outputs, what = A.output_representation(latent_model, store, data.test_indices())
     assert (
         outputs.shape == (len(data.test_indices()), small_params("latent_feature").units)

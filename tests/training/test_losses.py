@@ -13,7 +13,9 @@ def test_multilabel_bce_is_keras_mean_over_items_by_default_and_eq6_sum_on_reque
     per_item = -(targets * p.log() + (1 - targets) * (1 - p).log())
     torch.testing.assert_close(multilabel_bce(logits, targets), per_item.mean(dim=1).mean())
     torch.testing.assert_close(multilabel_bce(logits, targets, reduction="sum"), per_item.sum(dim=1).mean())
-    assert math.isclose(float(multilabel_bce(torch.zeros(1, 4), torch.zeros(1, 4))), math.log(2), rel_tol=1e-6)
+    assert math.isclose(
+        float(multilabel_bce(torch.zeros(1, 4), torch.zeros(1, 4))), math.log(2), rel_tol=1e-6
+    )
     with pytest.raises(ValueError, match="reduction"):
         multilabel_bce(logits, targets, reduction="max")
 
