@@ -90,6 +90,9 @@ class RelativeRepresentationFidelity:
 class KeywordFidelity:
     frequency_filter: Literal["pooled", "separate"] = "pooled"  # reference: one filter over sentences+actions
     empty_events: Literal["drop", "keep"] = "drop"  # reference: events without keywords are not events
+    # reference (a defect): a training sentence/action row also gets the ids of the row at the same position of the
+    # other modality's table (model_keyword.py joins on a duplicated index); test rows stay clean, as there.
+    row_features: Literal["own", "reference"] = "own"
 
 
 @dataclass
