@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_share=fidelity.vocabulary.share,
         empty_sessions=fidelity.vocabulary.empty_sessions,
         keyword_filter=fidelity.keyword.frequency_filter,
+        row_features=fidelity.keyword.row_features,
     )
     prepare(args.data, args.out, force=args.force, options=options, canonical_only=args.canonical_only)
     return 0

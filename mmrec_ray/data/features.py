@@ -68,16 +68,44 @@ class FeatureStore:
         )
 
     @cached_property
+    def _keyword_layout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        kind, rows, mix, lengths = self.data.keyword_layout()
+        dev = self.device
+        kind, rows, lengths = (torch.from_numpy(a.astype(np.int64)).to(dev) for a in (kind, rows, lengths))
+        return kind, rows, torch.from_numpy(mix).to(dev) if self.keyword_mixing else None, lengths
+
+    @cached_property
     def keyword_steps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(kind (N, T), rows (N, T), lengths (N,)) long: the events that hold a Keyword id, left-aligned
         (``PreparedData.keyword_steps``)."""
-        kind, rows, lengths = self.data.keyword_steps()
-        dev = self.device
-        return (
-            torch.from_numpy(kind.astype(np.int64)).to(dev),
-            torch.from_numpy(rows.astype(np.int64)).to(dev),
-            torch.from_numpy(lengths).to(dev),
-        )
+        kind, rows, _, lengths = self._keyword_layout
+        return kind, rows, lengths
+
+    @property
+    def keyword_mixing(self) -> bool:
+        """Whether training events read their own vectors (``fidelity.keyword.row_features: reference``)."""
+        mixed = self.data.keyword_mixed_events
+        return mixed is not None and len(mixed) > 0
+
+    @cached_property
+    def keyword_step_mix(self) -> torch.Tensor | None:
+        """(N, T) long aligned with ``keyword_steps``: the row of ``keyword_mixed_table``, -1 = the tables."""
+        return self._keyword_layout[2]
+
+    @cached_property
+    def keyword_event_mix(self) -> torch.Tensor | None:
+        """(N, T) long aligned with ``event_kind``: as ``keyword_step_mix``, for every event."""
+        if not self.keyword_mixing:
+            return None
+        return torch.from_numpy(self.data.keyword_event_mix()).to(self.device)
+
+    @cached_property
+    def keyword_mixed_table(self) -> torch.Tensor | None:
+        """(M+1, V_k) uint8: the training events' own vectors (Keyword columns; kept as bytes, cast per batch)."""
+        if not self.keyword_mixing:
+            return None
+        table = torch.from_numpy(np.array(self.data.keyword_mixed)).to(self.device)
+        return _with_zero_row(table.index_select(1, self.keyword_columns))
 
     @property
     def num_items(self) -> int:
@@ -186,20 +214,29 @@ class Batch:
         sessions = _gather(self.store.session_keyword_table, self._session_rows)
         return _gather(self.store.keyword_table, self._conversation_rows) + sessions
 
-    def _keyword_events(self, kind: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """kind, rows (B, T) -> (B, T, 1 + V_k): [is_conversation, Keyword's multi-hot]; zeros at padding."""
+    def _keyword_events(
+        self, kind: torch.Tensor, rows: torch.Tensor, mix: torch.Tensor | None
+    ) -> torch.Tensor:
+        """kind, rows, mix (B, T) -> (B, T, 1 + V_k): [is_conversation, Keyword's multi-hot]; zeros at padding.
+        Steps with mix >= 0 read the event's own vector (``row_features: reference``) instead of the tables."""
         conversations, sessions = self.store.keyword_tables
         is_conversation = kind == EVENT_CONVERSATION
         none = torch.full_like(rows, -1)
         features = _gather(conversations, torch.where(is_conversation, rows, none)) + _gather(
             sessions, torch.where(kind == EVENT_SESSION, rows, none)
         )
+        if mix is not None:
+            own = _gather(self.store.keyword_mixed_table, mix).float()
+            features = torch.where((mix >= 0).unsqueeze(-1), own, features)
         return torch.cat([is_conversation.unsqueeze(-1).float(), features], dim=-1)
 
     @cached_property
     def keyword_sequence(self) -> torch.Tensor:  # (B, T, 1 + V_k): events holding a Keyword id, left-aligned
         kind, rows, _ = self.store.keyword_steps
-        return self._keyword_events(kind[self.index], rows[self.index])
+        mix = self.store.keyword_step_mix
+        return self._keyword_events(
+            kind[self.index], rows[self.index], None if mix is None else mix[self.index]
+        )
 
     @cached_property
     def keyword_lengths(self) -> torch.Tensor:  # (B,) steps of keyword_sequence
@@ -208,7 +245,10 @@ class Batch:
     @cached_property
     def keyword_sequence_all(self) -> torch.Tensor:
         """(B, T, 1 + V_k): every event, empty ones too (their length is ``lengths``)."""
-        return self._keyword_events(self.event_kind, self.store.event_row[self.index])
+        mix = self.store.keyword_event_mix
+        return self._keyword_events(
+            self.event_kind, self.store.event_row[self.index], None if mix is None else mix[self.index]
+        )
 
     @cached_property
     def session_sequence(self) -> torch.Tensor:  # (B, T, V): session-only steps, left-aligned

@@ -32,7 +32,11 @@ the OR of its actions' tags, a conversation the OR of its sentences' keywords an
 embeddings; a session left without any tag of the tag vocabulary is not an event
 (``fidelity.vocabulary.empty_sessions: drop``; the PE's subset still comes from data_users.csv); a PE's
 conversation vector is the mean over all sentences of all its conversation events (sentence-weighted, a
-conversation listed twice counts twice). These prepare-time switches are part of the folder's identity.
+conversation listed twice counts twice). ``fidelity.keyword.row_features: reference`` reproduces a defect of the
+reference Keyword script for training PEs (``RowMixing``): a sentence/action row also carries the ids of the other
+modality's row at the same index label, in the pooled shares and in the events' vectors (stored per training
+event, ``PreparedData.keyword_mixed``). These prepare-time switches are part of the folder's identity (folders
+written before ``row_features`` existed count as ``own``).
 
 The embedding CSV parts are streamed block by block: per-conversation sums and counts are accumulated, so memory
 holds one block plus a (C, D) float64 table, never the whole corpus.
@@ -75,6 +79,7 @@ from mmrec_ray.data.tensors import (
     EVENT_PAD,
     EVENT_SESSION,
     PreparedData,
+    event_occurrence,
     subset_labels,
     test_mask,
 )
@@ -111,6 +116,7 @@ class PrepareOptions:
     vocab_share: str = "per_row"  # fidelity.vocabulary.share
     empty_sessions: str = "drop"  # fidelity.vocabulary.empty_sessions
     keyword_filter: str = "pooled"  # fidelity.keyword.frequency_filter
+    row_features: str = "own"  # fidelity.keyword.row_features
 
     @staticmethod
     def switches_of(fidelity) -> dict:
@@ -119,19 +125,29 @@ class PrepareOptions:
             vocab_share=fidelity.vocabulary.share,
             empty_sessions=fidelity.vocabulary.empty_sessions,
             keyword_filter=fidelity.keyword.frequency_filter,
+            row_features=fidelity.keyword.row_features,
         )
         return options.switches()
 
     def switches(self) -> dict:
-        """{"vocabulary": {"share", "empty_sessions"}, "keyword": {"frequency_filter"}}: the config's layout."""
+        """{"vocabulary": {"share", "empty_sessions"}, "keyword": {"frequency_filter", "row_features"}}: the
+        config's layout."""
         return {
             "vocabulary": {"share": self.vocab_share, "empty_sessions": self.empty_sessions},
-            "keyword": {"frequency_filter": self.keyword_filter},
+            "keyword": {"frequency_filter": self.keyword_filter, "row_features": self.row_features},
         }
+
+
+def _with_legacy_defaults(switches: dict | None) -> dict | None:
+    """Switches recorded before ``fidelity.keyword.row_features`` existed were built with clean rows ("own")."""
+    if not switches or "keyword" not in switches or "row_features" in switches["keyword"]:
+        return switches
+    return {**switches, "keyword": {**switches["keyword"], "row_features": "own"}}
 
 
 EMBEDDING_MODES = ("auto", "embed-stage")
 KEYWORD_FILTERS = ("pooled", "separate")  # fidelity.keyword.frequency_filter
+ROW_FEATURES = ("own", "reference")  # fidelity.keyword.row_features
 EMPTY_SESSIONS = ("drop", "keep")  # fidelity.vocabulary.empty_sessions
 CANONICAL_MARKER = "canonical.json"
 
@@ -156,6 +172,8 @@ class Layout:
     first_user_row: dict = field(
         default_factory=dict
     )  # conversation id -> first users.csv row referencing it
+    user_pe: np.ndarray | None = None  # (R,) PE index of each data_users.csv row (file order)
+    user_step: np.ndarray | None = None  # (R,) its step in event_kind / event_row as read
 
 
 def build_layout(ds: ReleasedDataset) -> Layout:
@@ -194,6 +212,10 @@ def build_layout(ds: ReleasedDataset) -> Layout:
     valid = np.flatnonzero(~np.isnan(raw_conv))
     ids, first = np.unique(raw_conv[valid].astype(np.int64), return_index=True)
     first_user_row = dict(zip(ids.tolist(), (valid[first] + FIRST_DATA_ROW).tolist()))
+    user_pe = np.empty(len(order), dtype=np.int64)
+    user_pe[order] = pe_index
+    user_step = np.empty(len(order), dtype=np.int64)
+    user_step[order] = position
     return Layout(
         purchase_event_id=pe_ids.astype(np.int64),
         user_id=user_id.astype(np.int64),
@@ -208,6 +230,8 @@ def build_layout(ds: ReleasedDataset) -> Layout:
         conversation_event_pe=pe_index[is_conv].astype(np.int64),
         conversation_event_row=rows[is_conv].astype(np.int64),
         first_user_row=first_user_row,
+        user_pe=user_pe,
+        user_step=user_step,
     )
 
 
@@ -267,6 +291,104 @@ def _fit(parts: list[FilterRows], threshold: float, share: str) -> FrequencyFilt
     )
 
 
+# --------------------------------------------------------------------------------------------------- row mixing
+@dataclass
+class RowMixing:
+    """model_keyword.py's duplicated-index join (``fidelity.keyword.row_features: reference``, a defect).
+
+    The reference stacks two merged frames without new labels (``pd.concat`` without ``ignore_index``): the
+    training data_users.csv rows with a conversation (file order), each repeated for its conversation's sentences
+    (keywords-file order), labelled 0..n-1; then those with a session, each repeated for its session's actions,
+    labelled 0..m-1. A users row whose event has no sentence/action still takes one label (the left merge keeps
+    it, with no ids). Rows without ids are dropped, keeping their labels; ``remove_low_frequent_features`` then
+    joins the exploded ids back *on the label*, so when both rows with label L survived each gets the other's ids
+    too — in the frequency shares and in the max-pooled event vectors. One entry per such label (P pairs).
+    Test PEs are re-merged (a fresh index) at evaluation time: never mixed.
+    """
+
+    sentence_user: np.ndarray  # (P,) int64: the data_users.csv row of label L's sentence row
+    sentence: np.ndarray  # (P,) int64: its row in the keywords file
+    action_user: np.ndarray  # (P,) int64: the data_users.csv row of label L's action row
+    action: np.ndarray  # (P,) int64: its row in the sessions file
+    conversation_rows: int = 0  # labels of the conversation part (its length)
+    session_rows: int = 0  # labels of the session part
+
+    def summary(self) -> dict:
+        return {
+            "conversation_part_rows": int(self.conversation_rows),
+            "session_part_rows": int(self.session_rows),
+            "mixed_pairs": int(len(self.sentence)),
+        }
+
+
+def _merged_part(
+    user_rows: np.ndarray, user_event: np.ndarray, file_event: np.ndarray, table_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's left merge of users rows with an event file: per users row (in the given order), the file
+    rows of its event in file order, or one row -1 when the file has none. ``user_event`` (U,) rows of
+    ``table_ids``; ``file_event`` (A,) the event id of each file row. Returns (users row, file row) per label."""
+    owner, referenced = _owner_rows(table_ids, file_event)
+    listed = np.flatnonzero(referenced)
+    grouped = listed[np.argsort(owner[listed], kind="stable")]  # file rows by event, file order within
+    counts = np.bincount(owner[listed], minlength=len(table_ids))
+    starts = np.cumsum(counts) - counts
+    n = counts[user_event]
+    size = np.maximum(n, 1)
+    offset = np.arange(int(size.sum()), dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+    index = np.repeat(starts[user_event], size) + offset
+    has = np.repeat(n, size) > 0
+    file_row = np.where(has, grouped[np.minimum(index, max(len(grouped) - 1, 0))] if len(grouped) else -1, -1)
+    return np.repeat(user_rows, size), file_row.astype(np.int64)
+
+
+def reference_row_mixing(ds: ReleasedDataset, layout: Layout) -> RowMixing:
+    """The label pairs of model_keyword.py's training frame (see ``RowMixing``)."""
+    users = ds.users
+    train = ~layout.is_test[layout.user_pe]
+    conversation = np.flatnonzero(train & ~np.isnan(users.conversation_id))
+    session = np.flatnonzero(train & ~np.isnan(users.session_id))
+    c_user, c_row = _merged_part(
+        conversation,
+        np.searchsorted(layout.conversation_id, users.conversation_id[conversation].astype(np.int64)),
+        ds.keywords.conversation_id,
+        layout.conversation_id,
+    )
+    s_user, s_row = _merged_part(
+        session,
+        np.searchsorted(layout.session_id, users.session_id[session].astype(np.int64)),
+        ds.sessions.session_id,
+        layout.session_id,
+    )
+
+    def survives(rows: np.ndarray, lists: IdLists) -> np.ndarray:  # the reference drops rows without ids
+        lengths = np.diff(lists.offsets)
+        return (rows >= 0) & (lengths[np.maximum(rows, 0)] > 0)
+
+    labels = min(len(c_row), len(s_row))
+    both = survives(c_row[:labels], ds.keywords.keywords) & survives(s_row[:labels], ds.sessions.action_tags)
+    return RowMixing(
+        sentence_user=c_user[:labels][both],
+        sentence=c_row[:labels][both],
+        action_user=s_user[:labels][both],
+        action=s_row[:labels][both],
+        conversation_rows=len(c_row),
+        session_rows=len(s_row),
+    )
+
+
+def _mixing_rows(ds: ReleasedDataset, mixing: RowMixing) -> FilterRows:
+    """The extra occurrences the mixing adds to the pooled per_row share: both rows of a pair carry both rows'
+    ids, so each paired sentence's and action's ids count once more; the rows (denominator) are unchanged. The
+    pooled summary's occurrence counts include these extra occurrences."""
+    values = np.concatenate(
+        [
+            ds.keywords.keywords.select_rows(mixing.sentence).values,
+            ds.sessions.action_tags.select_rows(mixing.action).values,
+        ]
+    )
+    return FilterRows(values, np.ones(len(values), dtype=np.int64), 0)
+
+
 @dataclass
 class Vocabulary:
     """The fitted filters and the shared columns of every multi-hot.
@@ -282,6 +404,7 @@ class Vocabulary:
     pooled: FrequencyFilter | None = None
     share: str = "per_row"
     keyword_filter: str = "pooled"
+    row_mixing: RowMixing | None = None  # fidelity.keyword.row_features: reference
 
     @property
     def keyword_ids(self) -> np.ndarray:
@@ -306,6 +429,8 @@ class Vocabulary:
         }
         if self.pooled is not None:
             out["pooled"] = self.pooled.summary()
+        if self.row_mixing is not None:
+            out["row_mixing"] = self.row_mixing.summary()
         return out
 
 
@@ -315,17 +440,25 @@ def fit_vocabulary(
     threshold: float = VOCAB_THRESHOLD,
     share: str = "per_row",
     keyword_filter: str = "pooled",
+    row_features: str = "own",
 ) -> Vocabulary:
     """Fit on training PEs only (``layout`` as read, before any event is dropped).
 
     tags: over the actions of the training sessions; keywords: over the sentences of the training
     conversations; pooled (Keyword): over both, rows without any id left out. ``share``: see mmrec_ray.data.vocab.
+    ``row_features: reference``: the pooled per_row share counts the rows as model_keyword.py mixes them
+    (``RowMixing``, kept on the vocabulary for the event vectors); per_occurrence counts events, not rows, and
+    the tag and keyword filters are other scripts': those are unchanged.
     """
     if share not in SHARE_RULES:
         raise ConfigError(f"fidelity.vocabulary.share={share!r}: expected one of {list(SHARE_RULES)}")
     if keyword_filter not in KEYWORD_FILTERS:
         raise ConfigError(
             f"fidelity.keyword.frequency_filter={keyword_filter!r}: expected one of {list(KEYWORD_FILTERS)}"
+        )
+    if row_features not in ROW_FEATURES:
+        raise ConfigError(
+            f"fidelity.keyword.row_features={row_features!r}: expected one of {list(ROW_FEATURES)}"
         )
     sessions, keywords = ds.sessions, ds.keywords
     session_refs = _training_references(layout, EVENT_SESSION)
@@ -348,8 +481,10 @@ def fit_vocabulary(
     actions, sentences = rows(nonempty_only=False)
     tags = _fit([actions], threshold, share)
     kws = _fit([sentences], threshold, share)
-    pooled = _fit(list(rows(nonempty_only=True)), threshold, share)
-    vocab = Vocabulary(tags, kws, np.zeros(0, np.int64), pooled, share, keyword_filter)
+    mixing = reference_row_mixing(ds, layout) if row_features == "reference" else None
+    extra = [_mixing_rows(ds, mixing)] if mixing is not None and share == "per_row" else []
+    pooled = _fit([*rows(nonempty_only=True), *extra], threshold, share)
+    vocab = Vocabulary(tags, kws, np.zeros(0, np.int64), pooled, share, keyword_filter, mixing)
     vocab.ids = np.union1d(tags.kept, vocab.keyword_ids).astype(np.int64)
     return vocab
 
@@ -406,6 +541,80 @@ def event_multi_hots(ds: ReleasedDataset, layout: Layout, vocab: Vocabulary) -> 
         keyword_columns=keyword_columns,
         ignored=ignored,
     )
+
+
+@dataclass
+class MixedKeywordEvents:
+    """The training events' own Keyword vectors under ``row_features: reference`` (``PreparedData`` fields)."""
+
+    vectors: np.ndarray  # (M, V) uint8: distinct vectors
+    events: np.ndarray  # (E, 5) int64: [PE index, kind, row, occurrence, row of vectors], sorted
+    summary: dict
+
+
+MIX_BLOCK = 65536  # users rows per block when building mixed vectors (bounds memory to a block x V bytes)
+
+
+def mixed_keyword_events(
+    ds: ReleasedDataset, layout: Layout, vocab: Vocabulary, hots: EventMultiHots
+) -> MixedKeywordEvents | None:
+    """Per training event (a data_users.csv row) the OR over its rows as model_keyword.py sees them: its
+    conversation's (session's) vector, plus the ids each of its surviving rows got from its label partner
+    (``RowMixing``), in the Keyword vocabulary. Only the events whose vector changes are listed; the max-pool
+    and then the empty-event rule see the mixed vector, as in the reference. ``layout`` as read (the steps and
+    occurrences are those before any event is dropped; dropping a session drops all its occurrences in a PE,
+    so the other events keep their names). None without mixing."""
+    mixing = vocab.row_mixing
+    if mixing is None:
+        return None
+    keyword_columns = hots.keyword_columns.astype(np.uint8)
+    # (users row, partner id): a sentence row gets its action partner's tags and vice versa.
+    sentence_ids = ds.keywords.keywords.select_rows(mixing.sentence)
+    action_ids = ds.sessions.action_tags.select_rows(mixing.action)
+    owner = np.concatenate(
+        [
+            np.repeat(mixing.sentence_user, np.diff(action_ids.offsets)),
+            np.repeat(mixing.action_user, np.diff(sentence_ids.offsets)),
+        ]
+    )
+    values = np.concatenate([action_ids.values, sentence_ids.values])
+    users = np.unique(owner)
+    occurrence = event_occurrence(layout.event_kind, layout.event_row)
+    pe, step = layout.user_pe[users], layout.user_step[users]
+    kind, row = layout.event_kind[pe, step].astype(np.int64), layout.event_row[pe, step].astype(np.int64)
+    changed, vectors = [], []
+    order = np.argsort(owner, kind="stable")
+    owner, values = owner[order], values[order]
+    bounds = np.searchsorted(owner, users)
+    for lo in range(0, len(users), MIX_BLOCK):
+        hi = min(lo + MIX_BLOCK, len(users))
+        block = slice(bounds[lo], bounds[hi] if hi < len(users) else len(owner))
+        extra, _ = multi_hot(np.searchsorted(users[lo:hi], owner[block]), values[block], vocab.ids, hi - lo)
+        is_conversation = kind[lo:hi] == EVENT_CONVERSATION
+        clean = np.where(
+            is_conversation[:, None],
+            hots.conversation_keywords[np.where(is_conversation, row[lo:hi], 0)],
+            hots.session_keywords[np.where(is_conversation, 0, row[lo:hi])],
+        )
+        mixed = clean | (extra * keyword_columns)
+        differ = (mixed != clean).any(axis=1)
+        changed.append(lo + np.flatnonzero(differ))
+        vectors.append(mixed[differ])
+    changed = np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
+    stacked = np.concatenate(vectors) if vectors else np.zeros((0, len(vocab.ids)), np.uint8)
+    distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    events = np.stack(
+        [pe[changed], kind[changed], row[changed], occurrence[pe[changed], step[changed]], inverse.ravel()],
+        axis=1,
+    ).astype(np.int64)
+    events = events[np.lexsort(events[:, 3::-1].T)]
+    summary = {
+        **mixing.summary(),
+        "training_events_mixed": int(len(users)),
+        "training_events_changed": int(len(changed)),
+        "distinct_vectors": int(len(distinct)),
+    }
+    return MixedKeywordEvents(distinct.astype(np.uint8), events, summary)
 
 
 def drop_session_events(layout: Layout, dropped: np.ndarray) -> tuple[Layout, dict]:
@@ -830,6 +1039,7 @@ def prepare(
         ("fidelity.vocabulary.share", options.vocab_share, SHARE_RULES),
         ("fidelity.vocabulary.empty_sessions", options.empty_sessions, EMPTY_SESSIONS),
         ("fidelity.keyword.frequency_filter", options.keyword_filter, KEYWORD_FILTERS),
+        ("fidelity.keyword.row_features", options.row_features, ROW_FEATURES),
     ):
         if value not in allowed:
             raise ConfigError(f"{name}={value!r}: expected one of {list(allowed)}")
@@ -867,6 +1077,8 @@ def prepare(
 
     if marker.exists() and (out / "tensors" / "meta.json").exists():
         previous = json.loads(marker.read_text())
+        if "identity" in previous and "fidelity" in previous["identity"]:
+            previous["identity"]["fidelity"] = _with_legacy_defaults(previous["identity"]["fidelity"])
         if not force and previous.get("identity") == identity:
             log(f"prepare: {out} is up to date (same data fingerprint); nothing to do (--force to redo)")
             return {**json.loads((out / "tensors" / "meta.json").read_text()), "status": "up-to-date"}
@@ -922,9 +1134,15 @@ def prepare(
         os.replace(partial_dir, final_dir)
 
     vocab = fit_vocabulary(
-        ds, layout, options.vocab_threshold, share=options.vocab_share, keyword_filter=options.keyword_filter
+        ds,
+        layout,
+        options.vocab_threshold,
+        share=options.vocab_share,
+        keyword_filter=options.keyword_filter,
+        row_features=options.row_features,
     )
     hots = event_multi_hots(ds, layout, vocab)
+    mixed = mixed_keyword_events(ds, layout, vocab, hots)  # before drop_session_events: the layout as read
     item_ids, targets, post_filter = item_matrices(ds, layout)
 
     from mmrec_ray.data.validate import describe
@@ -975,9 +1193,13 @@ def prepare(
         session_keywords=hots.session_keywords,
         tag_columns=hots.tag_columns,
         keyword_columns=hots.keyword_columns,
+        keyword_mixed=None if mixed is None else mixed.vectors,
+        keyword_mixed_events=None if mixed is None else mixed.events,
         meta=meta,
     )
     meta["keyword_model"] = keyword_event_counts(data)
+    if mixed is not None:
+        meta["keyword_model"]["row_mixing"] = mixed.summary
     data.save(out / "tensors")
     meta["seconds"] = round(time.perf_counter() - started, 3)
     atomic_write_json(
@@ -1015,7 +1237,7 @@ def prepared_switches(run_dir: str | Path) -> dict | None:
     marker = prepared_dir(run_dir) / MARKER
     if not marker.exists():
         return None
-    return json.loads(marker.read_text()).get("identity", {}).get("fidelity")
+    return _with_legacy_defaults(json.loads(marker.read_text()).get("identity", {}).get("fidelity"))
 
 
 def _check_conversations_embedded(ds: ReleasedDataset, layout: Layout, acc: EmbeddingAccumulator) -> None:

@@ -15,6 +15,12 @@ columns, ``tag_columns``); the Keyword model reads ``conversation_keywords`` and
 vocabulary, ``keyword_columns``: one filter over sentences and actions pooled, or the union of the tag and
 keyword filters). The last three are optional: without them Keyword reads ``session_tags`` and every column.
 
+``fidelity.keyword.row_features: reference`` (a defect of model_keyword.py, see mmrec_ray/data/prepare.py
+``RowMixing``) gives a training PE's Keyword events their own vectors: ``keyword_mixed`` holds them (distinct
+vectors only) and ``keyword_mixed_events`` names the events that read one instead of the per-conversation /
+per-session tables, by (PE, kind, row, occurrence) rather than by step, so that transforms which reorder a PE's
+events (the shuffle study) keep each event's vector. Both are absent otherwise.
+
 Stored as one ``.npy`` per field plus ``meta.json`` in ``RUN_DIR/prepared/tensors/``; loaded memory-mapped.
 """
 
@@ -68,6 +74,11 @@ class PreparedData:
     session_keywords: np.ndarray | None = None  # (S, V) uint8: the actions' tags in the Keyword vocabulary
     tag_columns: np.ndarray | None = None  # (V,) bool: columns of the tag vocabulary (session models)
     keyword_columns: np.ndarray | None = None  # (V,) bool: columns of the Keyword model's vocabulary
+    # row_features=reference only: (M, V) uint8 distinct Keyword vectors of training events mixed by the defect
+    keyword_mixed: np.ndarray | None = None
+    # row_features=reference only: (E, 5) int64 [PE index, kind, row, occurrence, row of keyword_mixed], one per
+    # training event whose vector differs from its table's; occurrence = earlier steps of the PE with that event
+    keyword_mixed_events: np.ndarray | None = None
     meta: dict = field(default_factory=dict)  # vocab thresholds, dims, drops, data fingerprint
 
     # ------------------------------------------------------------------ sizes
@@ -111,8 +122,17 @@ class PreparedData:
 
         Returns (kind (N, T) int8 with EVENT_PAD, rows (N, T) int32 with -1, lengths (N,) int64).
         """
+        kind, row, _, lengths = self.keyword_layout()
+        return kind, row, lengths
+
+    def keyword_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``keyword_steps`` plus, aligned with it, mix (N, T) int64: the ``keyword_mixed`` row of each step, -1
+        where the step reads the conversation / session tables. An event is kept when the vector it reads holds
+        an id, so under ``row_features: reference`` an event emptied by the filter may live on its partners' ids,
+        as in the reference. Returns (kind, rows, mix, lengths)."""
         kind = np.asarray(self.event_kind)
         row = np.asarray(self.event_row)
+        mix = self.keyword_event_mix()
         conversation_has = np.asarray(self.conversation_keywords).any(axis=1)  # (C,)
         session_has = np.asarray(self.keyword_session_tags).any(axis=1)  # (S,)
         keep = np.zeros(kind.shape, dtype=bool)
@@ -120,10 +140,35 @@ class PreparedData:
         keep[at] = conversation_has[row[at]]
         at = kind == EVENT_SESSION
         keep[at] = session_has[row[at]]
+        at = mix >= 0
+        if at.any():
+            keep[at] = np.asarray(self.keyword_mixed).any(axis=1)[mix[at]]
         order = np.argsort(~keep, axis=1, kind="stable")
         kind = np.take_along_axis(np.where(keep, kind, EVENT_PAD), order, axis=1).astype(np.int8)
         row = np.take_along_axis(np.where(keep, row, -1), order, axis=1).astype(np.int32)
-        return kind, row, keep.sum(axis=1).astype(np.int64)
+        mix = np.take_along_axis(np.where(keep, mix, -1), order, axis=1)
+        return kind, row, mix, keep.sum(axis=1).astype(np.int64)
+
+    def keyword_event_mix(self) -> np.ndarray:
+        """(N, T) int64, aligned with ``event_kind``: the ``keyword_mixed`` row of each step's event, -1 where it
+        reads the conversation / session tables (no mixing, test PEs, padding)."""
+        kind = np.asarray(self.event_kind)
+        out = np.full(kind.shape, -1, dtype=np.int64)
+        if self.keyword_mixed_events is None or len(self.keyword_mixed_events) == 0:
+            return out
+        row = np.asarray(self.event_row)
+        events = np.asarray(self.keyword_mixed_events, dtype=np.int64)
+        real = kind != EVENT_PAD
+        pe = np.broadcast_to(np.arange(kind.shape[0])[:, None], kind.shape)
+        occurrence = event_occurrence(kind, row)
+        shape = (kind.shape[0], 3, int(max(row.max(), events[:, 2].max())) + 1, kind.shape[1])
+        keys = np.ravel_multi_index((pe[real], kind[real], row[real], occurrence[real]), shape)
+        stored = np.ravel_multi_index(tuple(events[:, :4].T), shape)
+        order = np.argsort(stored, kind="stable")
+        position = np.minimum(np.searchsorted(stored[order], keys), len(stored) - 1)
+        hit = stored[order][position] == keys
+        out[real] = np.where(hit, events[order[position], 4], -1)
+        return out
 
     def modality_rows(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
         """Left-aligned rows of one modality only, in chronological order.
@@ -209,6 +254,21 @@ def test_mask(purchase_event_id: np.ndarray) -> np.ndarray:
 
 
 test_mask.__test__ = False  # not a pytest test, despite its name
+
+
+def event_occurrence(kind: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """(N, T) int64: for each step, how many earlier steps of its PE hold the same event (kind, row); 0 at
+    padding. Names one of a PE's repeated events (a session listed twice) independently of the other events."""
+    n, t = kind.shape
+    pe = np.repeat(np.arange(n, dtype=np.int64), t)
+    code = kind.astype(np.int64).ravel() * (int(row.max(initial=0)) + 2) + row.astype(np.int64).ravel() + 1
+    order = np.lexsort((np.tile(np.arange(t), n), code, pe))
+    new_group = np.ones(len(order), dtype=bool)
+    new_group[1:] = (pe[order][1:] != pe[order][:-1]) | (code[order][1:] != code[order][:-1])
+    starts = np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.arange(len(order)) - starts
+    return np.where(kind == EVENT_PAD, 0, out.reshape(n, t))
 
 
 def subset_labels(has_conversation: np.ndarray, has_session: np.ndarray) -> np.ndarray:

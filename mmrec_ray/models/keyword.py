@@ -15,6 +15,13 @@ Events without any id of that vocabulary (``fidelity.keyword.empty_events``):
   documented equivalent).
 - ``keep`` (this project before the fidelity review): every event is a step, an empty one an all-zero vector.
 
+Row features (``fidelity.keyword.row_features``, fixed at prepare time): ``own`` (default) — an event is the OR of
+its own sentences' keywords (actions' tags); ``reference`` — model_keyword.py's defect for training PEs: each
+sentence/action row also carries the ids of the other modality's row at the same index label (a duplicated index
+after ``pd.concat``), in the filter's shares and in the pooled vectors (mmrec_ray/data/prepare.py ``RowMixing``);
+test PEs stay clean, as in evaluation_keyword.py. The events kept under ``drop`` are those whose mixed vector
+holds an id.
+
 Network (SPEC 5, Table 2: batch 512, units 256, dropout 0.2):
     masked GRU(units) (eq. 3) -> Dropout -> Dense(units, ReLU) -> Linear(J) logits.
 """
@@ -67,12 +74,19 @@ class KeywordRecommender(NetworkRecommender):
         return network(batch.keyword_sequence_all, batch.lengths)
 
     def _check_prepared(self, store: FeatureStore) -> None:
-        """The vocabulary is fitted at prepare time: refuse tensors prepared with the other frequency filter."""
-        wanted = self.training.fidelity.keyword.frequency_filter
-        prepared = store.data.meta.get("fidelity", {}).get("keyword", {}).get("frequency_filter")
-        if prepared is not None and prepared != wanted:
-            raise ConfigError(
-                f"keyword: fidelity.keyword.frequency_filter is {wanted!r} but the tensors were prepared with "
-                f"{prepared!r}; prepare again (mmrec prepare --force --set "
-                f"fidelity.keyword.frequency_filter={wanted})"
-            )
+        """The vocabulary and the event vectors are built at prepare time: refuse tensors prepared with another
+        frequency filter or other row features."""
+        keyword = self.training.fidelity.keyword
+        prepared = store.data.meta.get("fidelity", {}).get("keyword")
+        if prepared is None:  # tensors built in memory (tests), not by `mmrec prepare`
+            return
+        # Folders prepared before row_features existed were built with clean rows.
+        for key, wanted, there in (
+            ("frequency_filter", keyword.frequency_filter, prepared.get("frequency_filter")),
+            ("row_features", keyword.row_features, prepared.get("row_features", "own")),
+        ):
+            if there is not None and there != wanted:
+                raise ConfigError(
+                    f"keyword: fidelity.keyword.{key} is {wanted!r} but the tensors were prepared with "
+                    f"{there!r}; prepare again (mmrec prepare --force --set fidelity.keyword.{key}={wanted})"
+                )

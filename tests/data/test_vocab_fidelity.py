@@ -251,7 +251,7 @@ def test_switches_are_recorded_and_other_values_are_refused(dataset: Path, tmp_p
     marker = json.loads((run / "prepared" / "prepared.json").read_text())
     expected = {
         "vocabulary": {"share": "per_row", "empty_sessions": "drop"},
-        "keyword": {"frequency_filter": "pooled"},
+        "keyword": {"frequency_filter": "pooled", "row_features": "own"},
     }
     assert marker["identity"]["fidelity"] == expected
     assert PreparedData.load(run / "prepared" / "tensors").meta["fidelity"] == expected
