@@ -70,8 +70,13 @@ def test_kd_routes_single_modality_pes_to_the_teachers_exactly(tiny_data, fast_t
     assert np.isfinite(scores[both]).all()
     assert not np.allclose(scores[both], conversation_teacher.predict(store, both))
     assert not np.allclose(scores[both], session_teacher.predict(store, both))
-    # Routing does not depend on which other PEs are in the request.
-    np.testing.assert_array_equal(model.predict(store, conversation_only[:3]), scores[conversation_only[:3]])
+    # Routing does not depend on which other PEs are in the request. Another batch shape may round a float32 GEMM
+    # differently (one element 6e-8 off made this flaky), so compare to a tolerance far below what a wrong route
+    # changes (the teachers differ from each other and from the student by > 1e-3).
+    np.testing.assert_allclose(
+        model.predict(store, conversation_only[:3]), scores[conversation_only[:3]], rtol=1e-5, atol=1e-6
+    )
+    assert np.abs(conversation_teacher.predict(store, both) - session_teacher.predict(store, both)).max() > 1e-3
 
 
 def test_kd_distillation_terms_change_the_student(tiny_data, fast_training, monkeypatch):
