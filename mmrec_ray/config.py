@@ -7,6 +7,7 @@ Every experiment is one ``ExperimentConfig``. YAML files in ``configs/`` carry a
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -219,11 +220,108 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.training.fidelity != FidelityConfig() and self.training.fidelity != self.fidelity:
             raise ConfigError("training.fidelity: set these switches in the top-level `fidelity:` section")
-        if not 0.0 < self.fidelity.knowledge_distillation.validation_fraction < 1.0:
-            raise ConfigError("fidelity.knowledge_distillation.validation_fraction: must be between 0 and 1")
-        if not self.fidelity.adam_epsilon > 0.0:
-            raise ConfigError("fidelity.adam_epsilon: must be positive")
         self.training.fidelity = self.fidelity
+        validate(self)
+
+
+# --------------------------------------------------------------------------------------------------- ranges
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: {message}")
+
+
+def _positive_ints(values: list[int], where: str) -> None:
+    _check(len(values) > 0, where, "must not be empty")
+    for value in values:
+        _check(value >= 1, where, f"{value} is not a positive integer")
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Impossible values and relations are refused when the config loads, one line each, before any work runs."""
+    _check(
+        bool(_SAFE_NAME.fullmatch(cfg.name)), "name", f"{cfg.name!r} must be letters, digits, '.', '_', '-'"
+    )
+    _check(len(cfg.models) > 0, "models", "must name at least one model")
+    from mmrec_ray.models import registry
+
+    known = registry.names()
+    unknown = [m for m in cfg.models if m not in known]
+    _check(not unknown, "models", f"unknown model(s) {unknown}; known: {known}")
+    _check(len(set(cfg.models)) == len(cfg.models), "models", "lists a model twice")
+    for name, params in cfg.hyperparameters.items():
+        where = f"hyperparameters.{name}"
+        _check(name in registry.names(include_components=True), where, "is not a model or stage component")
+        _check(params.batch_size >= 1 and params.units >= 1, where, "batch_size and units must be >= 1")
+        _check(0.0 <= params.dropout < 1.0, where, "dropout must be in [0, 1)")
+        _check(params.num_anchors >= 1, where, "num_anchors must be >= 1")
+    _check(cfg.data.scale > 0, "data.scale", "must be positive")
+    _check(cfg.data.embedding_dim >= 1, "data.embedding_dim", "must be >= 1")
+    embed = cfg.embed
+    _check(embed.batch_size >= 1 and embed.max_length >= 1, "embed", "batch_size and max_length must be >= 1")
+    _check(embed.num_actors >= 1, "embed.num_actors", "must be >= 1")
+    _check(embed.num_gpus >= 0 and embed.num_cpus_per_actor > 0, "embed", "GPUs must be >= 0 and CPUs > 0")
+    _check(embed.threads_per_actor >= -1, "embed.threads_per_actor", "must be -1, 0 or a thread count")
+    training = cfg.training
+    _check(
+        training.max_epochs >= 1,
+        "training.max_epochs",
+        "must be >= 1 (0 epochs would report untrained models)",
+    )
+    _check(training.patience >= 1, "training.patience", "must be >= 1")
+    _check(training.learning_rate > 0, "training.learning_rate", "must be positive")
+    _check(
+        0.0 < training.validation_fraction < 1.0, "training.validation_fraction", "must be between 0 and 1"
+    )
+    _check(training.num_threads >= 0, "training.num_threads", "must be >= 0")
+    tune = cfg.tune
+    if tune.enabled:
+        for field_name in ("batch_size", "units", "num_anchors"):
+            _positive_ints(getattr(tune, field_name), f"tune.{field_name}")
+        _check(len(tune.dropout) > 0, "tune.dropout", "must not be empty")
+        _check(all(0.0 <= d < 1.0 for d in tune.dropout), "tune.dropout", "values must be in [0, 1)")
+    _check(
+        tune.max_epochs >= 1 and tune.grace_period >= 1, "tune", "max_epochs and grace_period must be >= 1"
+    )
+    _check(tune.reduction_factor >= 2, "tune.reduction_factor", "must be >= 2")
+    _check(tune.cpus_per_trial > 0 and tune.gpus_per_trial >= 0, "tune", "CPUs per trial > 0, GPUs >= 0")
+    _check(tune.max_concurrent_trials >= 0, "tune.max_concurrent_trials", "must be >= 0")
+    _check(not [m for m in tune.models if m not in cfg.models], "tune.models", "must be a subset of `models`")
+    _check(len(cfg.fit.seeds) > 0, "fit.seeds", "must list at least one seed")
+    _check(len(set(cfg.fit.seeds)) == len(cfg.fit.seeds), "fit.seeds", "lists a seed twice")
+    _check(
+        cfg.fit.cpus_per_worker > 0 and cfg.fit.gpus_per_worker >= 0, "fit", "CPUs per worker > 0, GPUs >= 0"
+    )
+    evaluation = cfg.evaluation
+    _positive_ints(evaluation.ks, "evaluation.ks")
+    _check(evaluation.main_k in evaluation.ks, "evaluation.main_k", f"{evaluation.main_k} is not one of ks")
+    _check(0.0 < evaluation.alpha < 1.0, "evaluation.alpha", "must be between 0 and 1")
+    analyses = cfg.analyses
+    _check(analyses.max_events >= 1, "analyses.max_events", "must be >= 1")
+    _check(analyses.tsne_max_points >= 3, "analyses.tsne_max_points", "must be >= 3")
+    _check(analyses.bootstrap_resamples >= 1, "analyses.bootstrap_resamples", "must be >= 1")
+    _check(analyses.cpus_per_task > 0, "analyses.cpus_per_task", "must be positive")
+    fidelity = cfg.fidelity
+    fraction = fidelity.knowledge_distillation.validation_fraction
+    _check(
+        0.0 < fraction < 1.0, "fidelity.knowledge_distillation.validation_fraction", "must be between 0 and 1"
+    )
+    _check(fidelity.adam_epsilon > 0.0, "fidelity.adam_epsilon", "must be positive")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not "last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 # --------------------------------------------------------------------------------------------------- loading
@@ -331,7 +429,9 @@ def load_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

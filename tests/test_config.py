@@ -74,3 +74,32 @@ def test_fidelity_switches_load_typed_and_reach_the_models_training_config():
     ):
         with pytest.raises(ConfigError):
             load_config(None, [bad])
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("training.max_epochs=-1", "training.max_epochs"),
+        ("training.max_epochs=0", "training.max_epochs"),
+        ("tune.units=[]", "tune.units"),
+        ("fit.seeds=[]", "fit.seeds"),
+        ("data.scale=0", "data.scale"),
+        ("fit.cpus_per_worker=-1", "fit"),
+        ("evaluation.ks=[0, 100]", "evaluation.ks"),
+        ("name=../../evil", "name"),
+        ("models=[popular, sesion]", "models"),
+        ("evaluation.main_k=7", "evaluation.main_k"),
+        ("tune.dropout=[1.5]", "tune.dropout"),
+    ],
+)
+def test_impossible_values_are_refused_at_load_naming_the_field(override, field):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert str(error.value).startswith(f"config: {field}") or f"{field}:" in str(error.value)
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_an_error(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\ntraining:\n  max_epochs: 3\n  max_epochs: 4\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: line 4: key 'max_epochs' is given twice"):
+        load_config(path)
