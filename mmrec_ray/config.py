@@ -247,13 +247,13 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(len(cfg.models) > 0, "models", "must name at least one model")
     from mmrec_ray.models import registry
 
-    known = registry.names()
+    known = registry.names(include_components=True)
     unknown = [m for m in cfg.models if m not in known]
     _check(not unknown, "models", f"unknown model(s) {unknown}; known: {known}")
     _check(len(set(cfg.models)) == len(cfg.models), "models", "lists a model twice")
     for name, params in cfg.hyperparameters.items():
         where = f"hyperparameters.{name}"
-        _check(name in registry.names(include_components=True), where, "is not a model or stage component")
+        _check(name in known, where, "is not a model or stage component")
         _check(params.batch_size >= 1 and params.units >= 1, where, "batch_size and units must be >= 1")
         _check(0.0 <= params.dropout < 1.0, where, "dropout must be in [0, 1)")
         _check(params.num_anchors >= 1, where, "num_anchors must be >= 1")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -145,7 +146,11 @@ def _drive(
             name=run_name, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=1)
         ),
     )
-    result = trainer.fit()
+    previous_handler = signal.getsignal(signal.SIGINT)  # as in tune.py: Ray may leave its own handler behind
+    try:
+        result = trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     out: dict[str, tuple] = {}
     restored = [n for n in str((result.metrics or {}).get("restored") or "").split(",") if n]
     if result.checkpoint is None:

@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import math
 import pickle
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,13 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )
-    results = tuner.fit()
+    # Tune installs its own SIGINT handler and leaves it behind when fit() returns: without restoring ours, Ctrl-C
+    # in every later stage of the same process would be swallowed (the run then "finishes" with exit 0).
+    previous_handler = signal.getsignal(signal.SIGINT)
+    try:
+        results = tuner.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     rows = []
     for result in results:
         config = result.config["trial"] if "trial" in (result.config or {}) else result.config

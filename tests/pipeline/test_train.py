@@ -28,10 +28,12 @@ def _cfg(run_dir: Path, name: str, models: list[str], seeds: list[int], extra: l
 def test_fit_every_model_and_seed_resumes_after_a_crash_and_rerun_skips(ray_local, prepared_run):
     models = ["popular", "conversation", "session", "late_fusion", "knowledge_distillation"]
     # An impossible dropout makes Knowledge Distillation crash inside both seeds' Train workers after its
-    # teachers were fitted and checkpointed: a real failure mid-seed, no test hook in the stage.
-    broken = ["hyperparameters={knowledge_distillation: {dropout: 1.5}}"]
+    # teachers were fitted and checkpointed: a real failure mid-seed, no test hook in the stage. The config loader
+    # refuses such a value, so it is put into the loaded config afterwards.
+    broken_cfg = _cfg(prepared_run, "train", models, [0, 1], ["hyperparameters={knowledge_distillation: {}}"])
+    broken_cfg.hyperparameters["knowledge_distillation"].dropout = 1.5
     with pytest.raises(MmrecError, match=r"seed\(s\) \[0, 1\]"):
-        train.run_fit(_cfg(prepared_run, "train", models, [0, 1], broken), prepared_run, {}, log=print)
+        train.run_fit(broken_cfg, prepared_run, {}, log=print)
     assert not list((prepared_run / "predictions").glob("*.parquet"))  # nothing reached the run dir
     for seed in (0, 1):
         assert list((prepared_run / "ray" / "train" / f"train__seed{seed}").rglob("conversation.pt"))
