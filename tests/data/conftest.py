@@ -162,3 +162,49 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return write_tiny_dataset(tmp_path / "data")
+
+
+def write_released_tables(
+    root: Path,
+    users: list[tuple],
+    sessions: dict[int, list[str]],
+    conversations: dict[int, list[str]],
+    num_pes: int = 10,
+) -> Path:
+    """A released-format folder from hand-made tables: ``users`` rows (user, PE, event_number, conversation or
+    None, session or None) in file order, ``sessions`` id -> comma-separated tags per action, ``conversations``
+    id -> comma-separated keywords per sentence. PE p buys item 1 + p % 2; items 1 and 2 are always purchasable;
+    the embedding of sentence n of conversation c is [c, n]."""
+
+    def cell(value) -> str:
+        return "" if value is None else f"{value}.0"
+
+    root.mkdir(parents=True)
+    lines = ["user_id,purchase_event_id,event_number,conversation_id,session_id"]
+    lines += [f"{u},{pe},{n},{cell(c)},{cell(s)}" for u, pe, n, c, s in users]
+    (root / "data_users.csv").write_text("\n".join(lines) + "\n")
+    pes = range(1, num_pes + 1)
+    (root / "data_purchase_events.csv").write_text(
+        "purchase_event_id,item_id\n" + "".join(f"{pe},{1 + pe % 2}\n" for pe in pes)
+    )
+    (root / "data_post_filter.csv").write_text(
+        "purchase_event_id,item_id\n" + "".join(f"{pe},1\n{pe},2\n" for pe in pes)
+    )
+    lines = ["session_id,action_number,action_tags"]
+    lines += [f'{s},{a},"{tags}"' for s, actions in sessions.items() for a, tags in enumerate(actions, 1)]
+    (root / "data_sessions.csv").write_text("\n".join(lines) + "\n")
+    lines = ["conversation_id,sentence_number,sentence_speaker,keywords"]
+    lines += [
+        f'{c},{n},user,"{k}"' for c, sentences in conversations.items() for n, k in enumerate(sentences, 1)
+    ]
+    (root / "data_conversations_keyword.csv").write_text("\n".join(lines) + "\n")
+    folder = root / "data_conversations_embedding"
+    folder.mkdir()
+    lines = ["conversation_id,sentence_number,sentence_speaker,embedding_1,embedding_2"]
+    lines += [
+        f"{c},{n},user,{c}.0,{n}.0"
+        for c, sentences in conversations.items()
+        for n in range(1, len(sentences) + 1)
+    ]
+    (folder / "data_conversations_embedding_1.csv").write_text("\n".join(lines) + "\n")
+    return root

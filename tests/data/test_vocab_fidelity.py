@@ -43,6 +43,7 @@ from mmrec_ray.data.prepare import PrepareOptions, build_layout, fit_vocabulary,
 from mmrec_ray.data.released import load_released
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION, PreparedData
 from mmrec_ray.errors import ConfigError
+from tests.data.conftest import write_released_tables
 
 USERS = [  # (user, PE, event_number, conversation, session)
     (1, 1, 1, None, 1),
@@ -68,44 +69,9 @@ POOLED_SHARES = {7: 4 / 9, 8: 6 / 9, 9: 3 / 9, 10: 1 / 9, 13: 1 / 9}
 TAG_SHARES_PER_OCCURRENCE = {7: 2 / 6, 8: 2 / 6, 9: 1 / 6, 13: 1 / 6}
 
 
-def _cell(value) -> str:
-    return "" if value is None else f"{value}.0"
-
-
-def write_dataset(root: Path) -> Path:
-    root.mkdir(parents=True)
-    lines = ["user_id,purchase_event_id,event_number,conversation_id,session_id"]
-    lines += [f"{u},{pe},{n},{_cell(c)},{_cell(s)}" for u, pe, n, c, s in USERS]
-    (root / "data_users.csv").write_text("\n".join(lines) + "\n")
-    (root / "data_purchase_events.csv").write_text(
-        "purchase_event_id,item_id\n" + "".join(f"{pe},{1 + pe % 2}\n" for pe in range(1, 11))
-    )
-    (root / "data_post_filter.csv").write_text(
-        "purchase_event_id,item_id\n" + "".join(f"{pe},1\n{pe},2\n" for pe in range(1, 11))
-    )
-    lines = ["session_id,action_number,action_tags"]
-    lines += [f'{s},{a},"{tags}"' for s, actions in SESSIONS.items() for a, tags in enumerate(actions, 1)]
-    (root / "data_sessions.csv").write_text("\n".join(lines) + "\n")
-    lines = ["conversation_id,sentence_number,sentence_speaker,keywords"]
-    lines += [
-        f'{c},{n},user,"{k}"' for c, sentences in CONVERSATIONS.items() for n, k in enumerate(sentences, 1)
-    ]
-    (root / "data_conversations_keyword.csv").write_text("\n".join(lines) + "\n")
-    folder = root / "data_conversations_embedding"
-    folder.mkdir()
-    lines = ["conversation_id,sentence_number,sentence_speaker,embedding_1,embedding_2"]
-    lines += [
-        f"{c},{n},user,{c}.0,{n}.0"
-        for c, sentences in CONVERSATIONS.items()
-        for n in range(1, len(sentences) + 1)
-    ]
-    (folder / "data_conversations_embedding_1.csv").write_text("\n".join(lines) + "\n")
-    return root
-
-
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path / "data")
+    return write_released_tables(tmp_path / "data", USERS, SESSIONS, CONVERSATIONS)
 
 
 def _fit(root: Path, threshold: float, **switches):
