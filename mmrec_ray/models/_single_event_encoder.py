@@ -38,6 +38,12 @@ EncoderHead = Literal["reference", "linear"]
 _CHUNK = 65536  # rows encoded at once by ``latent`` (bounds memory on the full event tables)
 
 
+def modality_table(store: FeatureStore, modality: str) -> torch.Tensor:
+    """The per-event feature table (R+1, F) of ``modality`` ("conversation" | "session"); the last row is the
+    zero padding row."""
+    return store.conversation_table if modality == "conversation" else store.session_table
+
+
 class SingleEventEncoder(nn.Module):
     """x (B, F) -> latent tanh(W x + b) (B, H) (eq. 7 / 9) -> logits (B, J) through ``head`` (module docstring)."""
 
@@ -77,14 +83,10 @@ class SingleEventEncoderComponent(Recommender):
     def stage(self) -> str:
         return f"{self.modality}_encoder"
 
-    def _table(self, store: FeatureStore) -> torch.Tensor:
-        """The modality's feature table (R+1, F) of the store (the last row is the zero padding row)."""
-        return store.conversation_table if self.modality == "conversation" else store.session_table
-
     def build(self, store: FeatureStore, head: EncoderHead | None = None) -> None:
         seed_everything(self.seed)
         self.encoder = SingleEventEncoder(
-            int(self._table(store).shape[1]),
+            int(modality_table(store, self.modality).shape[1]),
             self.params.units,
             store.num_items,
             self.params.dropout,
@@ -108,7 +110,7 @@ class SingleEventEncoderComponent(Recommender):
         validation_rows, validation_owner = modality_events(data, validation_pes, self.event_kind)
         examples = EventExamples(
             store,
-            self._table(store),
+            modality_table(store, self.modality),
             np.concatenate([fit_rows, validation_rows]),
             np.concatenate([fit_owner, validation_owner]),
         )

@@ -117,14 +117,7 @@ class GenerativeImputationRecommender(Recommender):
         return self._imputed
 
     def build_network(self, store: FeatureStore) -> nn.Module:
-        return JointNetwork(
-            store.embedding_dim,
-            store.vocab_size,
-            self.params.units,
-            store.num_items,
-            self.params.dropout,
-            head=self.training.fidelity.joint_network.head,
-        )
+        return JointNetwork.sized_for(store, self.params, self.training.fidelity.joint_network.head)
 
     def logits(self, network: nn.Module, batch: Batch) -> torch.Tensor:
         imputed = self.imputed(batch.store)

@@ -65,14 +65,7 @@ class KnowledgeDistillationRecommender(Recommender):
         self.beta = float("nan")
 
     def build_student(self, store: FeatureStore) -> nn.Module:
-        return JointNetwork(
-            store.embedding_dim,
-            store.vocab_size,
-            self.params.units,
-            store.num_items,
-            self.params.dropout,
-            head=self.training.fidelity.joint_network.head,
-        )
+        return JointNetwork.sized_for(store, self.params, self.training.fidelity.joint_network.head)
 
     @staticmethod
     def student_logits(network: nn.Module, batch: Batch) -> torch.Tensor:

@@ -211,6 +211,13 @@ class JointNetwork(nn.Module):
         else:
             raise ValueError(f"unknown joint head {head!r}; expected 'reference' or 'single'")
 
+    @classmethod
+    def sized_for(cls, store, params, head: JointHead) -> JointNetwork:
+        """The joint network for a FeatureStore's dimensions (D, V, J) and a model's units and dropout."""
+        return cls(
+            store.embedding_dim, store.vocab_size, params.units, store.num_items, params.dropout, head=head
+        )
+
     def forward(
         self, conversation: torch.Tensor, session_sequence: torch.Tensor, session_lengths: torch.Tensor
     ) -> torch.Tensor:

@@ -42,7 +42,7 @@ from mmrec_ray.data.features import Batch, FeatureStore
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION
 from mmrec_ray.models._anchors import Anchors, select_anchors
 from mmrec_ray.models._multistage import cpu_state, require_dependencies, restore, snapshot
-from mmrec_ray.models._single_event_encoder import SingleEventEncoderComponent
+from mmrec_ray.models._single_event_encoder import SingleEventEncoderComponent, modality_table
 from mmrec_ray.models.base import EpochCallback, FitResult, Recommender
 from mmrec_ray.models.layers import SequenceClassifier
 from mmrec_ray.models.neural import fit_network, predict_batches
@@ -115,7 +115,7 @@ class RelativeRepresentationRecommender(Recommender):
     ) -> torch.Tensor:
         """Eqs. (11)/(12) for the rows ``rows`` (default: all) of one modality's table: (R+1, |X|) with a
         trailing zero padding row."""
-        table = store.conversation_table if modality == "conversation" else store.session_table
+        table = modality_table(store, modality)
         features = table[:-1] if rows is None else table[rows]
         return relative_table(
             self.encoders[modality].latent(features), self.anchor_latent[modality].to(store.device)
@@ -195,7 +195,7 @@ class RelativeRepresentationRecommender(Recommender):
         )
         self.anchor_latent = {
             modality: self.encoders[modality].latent(
-                self._table(store, modality)[
+                modality_table(store, modality)[
                     torch.as_tensor(_single_event_row(data, self.anchors.pes, kind), device=store.device)
                 ]
             )
@@ -221,10 +221,6 @@ class RelativeRepresentationRecommender(Recommender):
                 "similarity": statistics,  # raw cosine similarities over the fitting PEs' events
             },
         )
-
-    @staticmethod
-    def _table(store: FeatureStore, modality: str) -> torch.Tensor:
-        return store.conversation_table if modality == "conversation" else store.session_table
 
     def logits_loss(self, network: nn.Module, batch: Batch) -> torch.Tensor:
         return multilabel_bce(
