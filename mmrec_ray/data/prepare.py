@@ -49,6 +49,7 @@ import json
 import os
 import shutil
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -57,6 +58,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec_ray.config import KeywordFidelity, VocabularyFidelity
 from mmrec_ray.data.released import (
     DEFAULT_CHUNK_BYTES,
     EMBEDDING_DIR,
@@ -84,7 +86,6 @@ from mmrec_ray.data.tensors import (
     test_mask,
 )
 from mmrec_ray.data.vocab import (
-    SHARE_RULES,
     VOCAB_THRESHOLD,
     FrequencyFilter,
     fit_frequency_filter,
@@ -146,9 +147,25 @@ def _with_legacy_defaults(switches: dict | None) -> dict | None:
 
 
 EMBEDDING_MODES = ("auto", "embed-stage")
-KEYWORD_FILTERS = ("pooled", "separate")  # fidelity.keyword.frequency_filter
-ROW_FEATURES = ("own", "reference")  # fidelity.keyword.row_features
-EMPTY_SESSIONS = ("drop", "keep")  # fidelity.vocabulary.empty_sessions
+
+
+def _choices(section: type, field_name: str) -> tuple[str, ...]:
+    """The values the typed config allows for a prepare-time switch (one source: mmrec_ray/config.py)."""
+    return typing.get_args(typing.get_type_hints(section)[field_name])
+
+
+SHARE_RULES = _choices(VocabularyFidelity, "share")
+EMPTY_SESSIONS = _choices(VocabularyFidelity, "empty_sessions")
+KEYWORD_FILTERS = _choices(KeywordFidelity, "frequency_filter")
+ROW_FEATURES = _choices(KeywordFidelity, "row_features")
+
+
+def check_switch(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """One line naming the switch when a library caller passes a value the typed config would have refused."""
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r}: expected one of {list(allowed)}")
+
+
 CANONICAL_MARKER = "canonical.json"
 
 
@@ -450,16 +467,9 @@ def fit_vocabulary(
     (``RowMixing``, kept on the vocabulary for the event vectors); per_occurrence counts events, not rows, and
     the tag and keyword filters are other scripts': those are unchanged.
     """
-    if share not in SHARE_RULES:
-        raise ConfigError(f"fidelity.vocabulary.share={share!r}: expected one of {list(SHARE_RULES)}")
-    if keyword_filter not in KEYWORD_FILTERS:
-        raise ConfigError(
-            f"fidelity.keyword.frequency_filter={keyword_filter!r}: expected one of {list(KEYWORD_FILTERS)}"
-        )
-    if row_features not in ROW_FEATURES:
-        raise ConfigError(
-            f"fidelity.keyword.row_features={row_features!r}: expected one of {list(ROW_FEATURES)}"
-        )
+    check_switch("fidelity.vocabulary.share", share, SHARE_RULES)
+    check_switch("fidelity.keyword.frequency_filter", keyword_filter, KEYWORD_FILTERS)
+    check_switch("fidelity.keyword.row_features", row_features, ROW_FEATURES)
     sessions, keywords = ds.sessions, ds.keywords
     session_refs = _training_references(layout, EVENT_SESSION)
     conversation_refs = _training_references(layout, EVENT_CONVERSATION)
@@ -1041,8 +1051,7 @@ def prepare(
         ("fidelity.keyword.frequency_filter", options.keyword_filter, KEYWORD_FILTERS),
         ("fidelity.keyword.row_features", options.row_features, ROW_FEATURES),
     ):
-        if value not in allowed:
-            raise ConfigError(f"{name}={value!r}: expected one of {list(allowed)}")
+        check_switch(name, value, allowed)
     data_dir = Path(data_dir).resolve()
     out = prepared_dir(run_dir)
     marker = out / MARKER

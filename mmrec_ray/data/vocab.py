@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 VOCAB_THRESHOLD = 0.001  # SPEC 4 / paper section 5.2: drop ids with a frequency under 0.1 percent
-SHARE_RULES = ("per_row", "per_occurrence")  # fidelity.vocabulary.share
 
 
 @dataclass
