@@ -82,6 +82,7 @@ from mmrec_ray.data.tensors import (
     EVENT_SESSION,
     PreparedData,
     event_occurrence,
+    left_align,
     subset_labels,
     test_mask,
 )
@@ -645,10 +646,8 @@ def drop_session_events(layout: Layout, dropped: np.ndarray) -> tuple[Layout, di
     }
     if gone.any():
         keep = (kind != EVENT_PAD) & ~gone
-        # A stable argsort of ~keep moves the kept steps to the front in their order.
-        order = np.argsort(~keep, axis=1, kind="stable")
-        kind = np.take_along_axis(np.where(keep, kind, EVENT_PAD), order, axis=1).astype(np.int8)
-        row = np.take_along_axis(np.where(keep, row, -1), order, axis=1).astype(np.int32)
+        kind, row = left_align(keep, (kind, EVENT_PAD), (row, -1))
+        kind, row = kind.astype(np.int8), row.astype(np.int32)
         layout = replace(layout, event_kind=kind, event_row=row, n_events=keep.sum(axis=1).astype(np.int16))
     left = layout.has_session & ~(layout.event_kind == EVENT_SESSION).any(axis=1)
     counts["session_pes_left_without_sessions"] = int(left.sum())

@@ -45,6 +45,13 @@ SUBSET_NAMES = {
 TEST_FRACTION = 0.1  # SPEC 4: test = the latest 10 % of PEs by id
 
 
+def left_align(keep: np.ndarray, *columns: tuple[np.ndarray, int]) -> list[np.ndarray]:
+    """Move each PE's kept steps to the front, in their order (a stable argsort of ~keep); every other step
+    becomes the column's fill value. keep (N, T) bool; each column (array (N, T), fill) -> array (N, T)."""
+    order = np.argsort(~keep, axis=1, kind="stable")
+    return [np.take_along_axis(np.where(keep, values, fill), order, axis=1) for values, fill in columns]
+
+
 @dataclass
 class PreparedData:
     """Model-ready arrays. See the module docstring for the shape letters."""
@@ -143,11 +150,8 @@ class PreparedData:
         at = mix >= 0
         if at.any():
             keep[at] = np.asarray(self.keyword_mixed).any(axis=1)[mix[at]]
-        order = np.argsort(~keep, axis=1, kind="stable")
-        kind = np.take_along_axis(np.where(keep, kind, EVENT_PAD), order, axis=1).astype(np.int8)
-        row = np.take_along_axis(np.where(keep, row, -1), order, axis=1).astype(np.int32)
-        mix = np.take_along_axis(np.where(keep, mix, -1), order, axis=1)
-        return kind, row, mix, keep.sum(axis=1).astype(np.int64)
+        kind, row, mix = left_align(keep, (kind, EVENT_PAD), (row, -1), (mix, -1))
+        return kind.astype(np.int8), row.astype(np.int32), mix, keep.sum(axis=1).astype(np.int64)
 
     def keyword_event_mix(self) -> np.ndarray:
         """(N, T) int64, aligned with ``event_kind``: the ``keyword_mixed`` row of each step's event, -1 where it

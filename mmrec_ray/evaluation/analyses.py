@@ -51,6 +51,7 @@ from mmrec_ray.data.tensors import (
     SUBSET_INTERSECTION,
     SUBSET_NAMES,
     PreparedData,
+    left_align,
 )
 from mmrec_ray.errors import MmrecError
 from mmrec_ray.evaluation.evaluate import UNION, evaluate
@@ -184,9 +185,7 @@ def hide_modality(data: PreparedData, modality: str, pe_mask: np.ndarray) -> Pre
     pe_mask = np.asarray(pe_mask, dtype=bool)
     removed = pe_mask[:, None] & (kind == MODALITY_KIND[modality])
     keep = (kind != EVENT_PAD) & ~removed
-    order = np.argsort(~keep, axis=1, kind="stable")  # kept events first, in their order
-    new_kind = np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(kind, order, axis=1), 0)
-    new_row = np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(row, order, axis=1), -1)
+    new_kind, new_row = left_align(keep, (kind, EVENT_PAD), (row, -1))
     changed = removed.any(axis=1)
     return _with_events(data, new_kind, new_row, changed, f"hide_modality({modality})")
 

@@ -55,7 +55,7 @@ from mmrec_ray.data.features import Batch, FeatureStore
 from mmrec_ray.errors import ConfigError
 from mmrec_ray.models._multistage import cpu_state, nan_scores
 from mmrec_ray.models.base import EpochCallback, FitResult, Recommender
-from mmrec_ray.models.layers import TanhProjection
+from mmrec_ray.models.layers import TanhProjection, left_align_steps
 from mmrec_ray.models.neural import PREDICT_BATCH_SIZE, fit_network, fit_result
 from mmrec_ray.models.registry import register
 from mmrec_ray.training.loop import seed_everything
@@ -96,12 +96,7 @@ def compact_sessions(
     to the front in their order, the rest is zeroed. Returns (sequences (B, T_gen, V), lengths (B,) >= 1,
     empty (B,) bool); an empty PE gets one step holding ``mean_session`` (V,) (see the module docstring).
     """
-    num_steps = steps.shape[1]
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept steps first, in order
-    lengths = keep.sum(dim=1)
-    position = torch.arange(num_steps, device=steps.device)
-    real_step = (position[None] < lengths[:, None]).to(steps.dtype)
-    sequences = torch.take_along_dim(steps, order[..., None], dim=1) * real_step[..., None]
+    sequences, lengths = left_align_steps(steps, keep)
     empty = lengths == 0
     sequences[empty, 0] = mean_session.to(device=steps.device, dtype=steps.dtype)
     lengths = torch.where(empty, torch.ones_like(lengths), lengths)

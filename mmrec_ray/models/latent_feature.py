@@ -32,7 +32,7 @@ from torch import nn
 
 from mmrec_ray.data.features import Batch, FeatureStore
 from mmrec_ray.data.tensors import SUBSET_CONVERSATIONS_ONLY, SUBSET_INTERSECTION, SUBSET_SESSIONS_ONLY
-from mmrec_ray.models.layers import MaskedGRU, OutputHead, TanhProjection
+from mmrec_ray.models.layers import MaskedGRU, OutputHead, TanhProjection, left_align_steps
 from mmrec_ray.models.neural import NetworkRecommender
 from mmrec_ray.models.registry import register
 from mmrec_ray.training.losses import multilabel_bce
@@ -132,11 +132,7 @@ def _front_padded_keras_mask(steps: torch.Tensor, lengths: torch.Tensor) -> tupl
     source = (position[None, :] - shift[:, None]) % steps_count  # real steps at the end, padding first
     front_padded = torch.take_along_dim(steps, source[..., None], dim=1)
     keep = front_padded.ne(0).any(dim=-1)  # (B, T): Keras's Masking(mask_value=0.0)
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
-    compacted = torch.take_along_dim(front_padded, order[..., None], dim=1)
-    new_lengths = keep.sum(dim=1)
-    real = (position[None, :] < new_lengths[:, None]).to(compacted.dtype)
-    return compacted * real[..., None], new_lengths
+    return left_align_steps(front_padded, keep)
 
 
 @register

@@ -54,6 +54,19 @@ def force_gru_implementation(implementation: Literal["auto", "torch"]) -> Iterat
         _gru_implementation = previous
 
 
+def left_align_steps(steps: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the kept steps of each sequence to the front, in their order, and zero the rest.
+
+    steps (B, T, F), keep (B, T) bool -> (steps (B, T, F) left-aligned, lengths (B,) = kept steps per sequence):
+    the input ``MaskedGRU`` reads. A stable argsort of ~keep gives the order.
+    """
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+    lengths = keep.sum(dim=1)
+    position = torch.arange(steps.shape[1], device=steps.device)
+    real = (position[None, :] < lengths[:, None]).to(steps.dtype)
+    return torch.take_along_dim(steps, order[..., None], dim=1) * real[..., None], lengths
+
+
 class MaskedGRU(nn.Module):
     """A single-layer GRU (eq. 3) that returns the hidden state after each sequence's last REAL step.
 
