@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
-import pickle
 import signal
 import tempfile
 from pathlib import Path
@@ -33,6 +33,7 @@ import yaml
 
 from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig, from_dict
 from mmrec_ray.data.tensors import PreparedData
+from mmrec_ray.errors import ConfigError
 from mmrec_ray.io import atomic_write_parquet, atomic_write_text
 from mmrec_ray.models import registry
 from mmrec_ray.models.base import FitResult
@@ -72,56 +73,132 @@ def grid(cfg: ExperimentConfig, name: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------- scheduler
-def _per_model_asha(cfg: ExperimentConfig):
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+class AshaState:
+    """What ASHA has decided so far in one tune level, kept as JSON beside the run (``RUN_DIR/tune/asha``).
+
+    ``Tuner.restore`` brings back the trials but not the scheduler's state (Ray issue #30838): a restored ASHA
+    would start with empty rungs and stop different trials than the uninterrupted sweep. This file holds, per
+    model, every rung's recorded rewards, each trial's bracket and the trials it stopped (with the epoch), and
+    is rewritten after each decision, so a sweep killed at any point resumes with the rungs it had.
+    JSON, not pickle: a file on shared storage must not be able to run code when it is read.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"{self.path}: unreadable ASHA state ({error}); delete it to re-run the level"
+            ) from None
+
+    def save(self, models: dict[str, Any]) -> None:
+        atomic_write_text(self.path, json.dumps(models, sort_keys=True))
+
+
+def _per_model_asha(cfg: ExperimentConfig, state_path: str | Path):
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
     class PerModelASHA(FIFOScheduler):
-        """ASHA with one bracket set per model (``trial.config["trial"]["model"]``)."""
+        """ASHA with one bracket set per model (``trial.config["trial"]["model"]``), its state in ``AshaState``."""
 
         def __init__(self) -> None:
             super().__init__()
+            self._state = AshaState(state_path)
             self._by_model: dict[str, AsyncHyperBandScheduler] = {}
+            self._stopped: dict[str, dict[str, int]] = {}  # model -> trial id -> epoch ASHA stopped it at
+            self._loaded = False
 
-        def _of(self, trial) -> AsyncHyperBandScheduler:
+        def _new(self) -> AsyncHyperBandScheduler:
+            return AsyncHyperBandScheduler(
+                time_attr="epoch",
+                metric="val_loss",
+                mode="min",
+                # "epoch" counts final-stage epochs only, so at most max_epochs; one more, so that ASHA
+                # never stops a trial at its last epoch, before the trial saves its checkpoint.
+                max_t=max(cfg.tune.max_epochs + 1, cfg.tune.grace_period),
+                grace_period=cfg.tune.grace_period,
+                reduction_factor=cfg.tune.reduction_factor,
+            )
+
+        def _restore(self) -> None:
+            """Once, before the first decision: the rungs an interrupted run of this level had reached."""
+            self._loaded = True
+            for name, saved in self._state.load().items():
+                scheduler = self._new()
+                milestones = [[m for m, _ in bracket._rungs] for bracket in scheduler._brackets]
+                if milestones != [[m for m, _ in rungs] for rungs in saved["rungs"]]:
+                    raise ConfigError(
+                        f"{self._state.path}: ASHA rungs of {name} were {saved['rungs']} when interrupted, the "
+                        f"config now gives {milestones}; delete {self._state.path.parent} to re-run the sweep"
+                    )
+                for bracket, rungs in zip(scheduler._brackets, saved["rungs"]):
+                    bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+                scheduler._trial_info = {t: scheduler._brackets[i] for t, i in saved["trial_bracket"].items()}
+                scheduler._num_stopped = saved["num_stopped"]
+                self._by_model[name] = scheduler
+                self._stopped[name] = dict(saved["stopped"])
+
+        def _save(self) -> None:
+            models = {}
+            for name, scheduler in self._by_model.items():
+                index = {id(b): i for i, b in enumerate(scheduler._brackets)}
+                models[name] = {
+                    "rungs": [[[m, recorded] for m, recorded in b._rungs] for b in scheduler._brackets],
+                    "trial_bracket": {t: index[id(b)] for t, b in scheduler._trial_info.items()},
+                    "num_stopped": scheduler._num_stopped,
+                    "stopped": self._stopped.get(name, {}),
+                }
+            self._state.save(models)
+
+        def _of(self, trial) -> tuple[str, AsyncHyperBandScheduler]:
+            if not self._loaded:
+                self._restore()
             name = trial.config["trial"]["model"]
             if name not in self._by_model:
-                self._by_model[name] = AsyncHyperBandScheduler(
-                    time_attr="epoch",
-                    metric="val_loss",
-                    mode="min",
-                    # "epoch" counts final-stage epochs only, so at most max_epochs; one more, so that ASHA
-                    # never stops a trial at its last epoch, before the trial saves its checkpoint.
-                    max_t=max(cfg.tune.max_epochs + 1, cfg.tune.grace_period),
-                    grace_period=cfg.tune.grace_period,
-                    reduction_factor=cfg.tune.reduction_factor,
-                )
-            return self._by_model[name]
+                self._by_model[name] = self._new()
+            return name, self._by_model[name]
 
         def set_search_properties(self, metric, mode, **spec) -> bool:
             return True
 
         def on_trial_add(self, tune_controller, trial) -> None:
-            self._of(trial).on_trial_add(tune_controller, trial)
+            name, scheduler = self._of(trial)
+            if trial.trial_id not in scheduler._trial_info:  # a restored trial keeps its bracket
+                scheduler.on_trial_add(tune_controller, trial)
+                self._save()
 
         def on_trial_result(self, tune_controller, trial, result):
-            return self._of(trial).on_trial_result(tune_controller, trial, result)
+            name, scheduler = self._of(trial)
+            stopped_at = self._stopped.get(name, {}).get(trial.trial_id)
+            if stopped_at is not None and result.get("epoch", -1) >= stopped_at:
+                # Stopped before the interruption, restarted by the restore: the same decision again.
+                return TrialScheduler.STOP
+            action = scheduler.on_trial_result(tune_controller, trial, result)
+            if action == TrialScheduler.STOP:
+                self._stopped.setdefault(name, {})[trial.trial_id] = int(result["epoch"])
+            self._save()
+            return action
 
         def on_trial_complete(self, tune_controller, trial, result) -> None:
-            self._of(trial).on_trial_complete(tune_controller, trial, result)
+            _, scheduler = self._of(trial)
+            if trial.trial_id in scheduler._trial_info:
+                scheduler.on_trial_complete(tune_controller, trial, result)
+                self._save()
 
         def on_trial_remove(self, tune_controller, trial) -> None:
-            self._of(trial).on_trial_remove(tune_controller, trial)
+            _, scheduler = self._of(trial)
+            scheduler._trial_info.pop(trial.trial_id, None)
+            self._save()
 
         def on_trial_error(self, tune_controller, trial) -> None:
-            self._of(trial).on_trial_error(tune_controller, trial)
-
-        def save(self, checkpoint_path: str) -> None:
-            with open(checkpoint_path, "wb") as handle:
-                pickle.dump(self._by_model, handle)
-
-        def restore(self, checkpoint_path: str) -> None:
-            with open(checkpoint_path, "rb") as handle:
-                self._by_model = pickle.load(handle)
+            _, scheduler = self._of(trial)
+            scheduler._trial_info.pop(trial.trial_id, None)
+            self._save()
 
         def debug_string(self) -> str:
             return "PerModelASHA: " + ", ".join(sorted(self._by_model))
@@ -277,9 +354,9 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
 
     training = fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
     points = [
-        {"model": name, "params": point, "training": dataclasses.asdict(training)}
+        {"model": name, "index": index, "params": point, "training": dataclasses.asdict(training)}
         for name in names
-        for point in grid(cfg, name)
+        for index, point in enumerate(grid(cfg, name))
     ]
     log(f"  tune level {k} ({', '.join(names)}): {len(points)} trials")
     if not points:
@@ -301,9 +378,10 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                scheduler=_per_model_asha(cfg),
+                scheduler=_per_model_asha(cfg, tune_dir(run_dir) / "asha" / f"level{k}.json"),
                 max_concurrent_trials=cfg.tune.max_concurrent_trials or None,
                 reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=experiment,
@@ -320,6 +398,10 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
         results = tuner.fit()
     finally:
         signal.signal(signal.SIGINT, previous_handler)
+    if any(result.error is None and not (result.metrics or {}).get("done") for result in results):
+        # Tune's own SIGINT handler ends fit() quietly, with the experiment saved and trials unfinished:
+        # the run is interrupted, not done (the level resumes from that state on the next run).
+        raise KeyboardInterrupt
     rows = []
     for result in results:
         config = result.config["trial"] if "trial" in (result.config or {}) else result.config
@@ -340,6 +422,13 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
             }
         )
     return pd.DataFrame(rows)
+
+
+def trial_dirname(trial) -> str:
+    """``{model}_{grid index}``: stable across runs and resumes (Tune's default name carries a timestamp and a
+    random experiment id), so ``trials.csv`` names the same trial the same way every time."""
+    config = trial.config["trial"]
+    return f"{config['model']}_{int(config['index']):03d}"
 
 
 def _best_loss(result, model: str) -> float:
