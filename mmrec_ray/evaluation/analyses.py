@@ -212,7 +212,9 @@ def checkpoint_params(run_dir: str | Path, name: str, seed: int) -> ModelParams 
     path = checkpoint_path(run_dir, name, seed)
     if not path.exists():
         return None
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    from mmrec_ray.training.runner import read_checkpoint
+
+    payload = read_checkpoint(path)
     return from_dict(ModelParams, payload["params"], where=f"{path}: params")
 
 

@@ -240,8 +240,9 @@ class RelativeRepresentationRecommender(Recommender):
             "network": cpu_state(self.network),
             # The anchors' latent vectors themselves: prediction does not depend on the store's PE numbering.
             "anchor_latent": {key: value.detach().cpu().clone() for key, value in self.anchor_latent.items()},
-            "anchor_pes": self.anchors.pes.copy(),
-            "anchor_classes": self.anchors.classes.copy(),
+            # Tensors, not numpy arrays: checkpoints are loaded with torch.load(weights_only=True).
+            "anchor_pes": torch.as_tensor(np.asarray(self.anchors.pes, dtype=np.int64).copy()),
+            "anchor_classes": torch.as_tensor(np.asarray(self.anchors.classes, dtype=np.int64).copy()),
             "anchors_requested": int(self.anchors.requested),
             # The mode the network was trained with, so a checkpoint predicts the same under other switches.
             "similarity": self.similarity,
@@ -256,8 +257,8 @@ class RelativeRepresentationRecommender(Recommender):
         }
         self.anchor_latent = {key: value.to(store.device) for key, value in state["anchor_latent"].items()}
         self.anchors = Anchors(
-            pes=np.asarray(state["anchor_pes"]),
-            classes=np.asarray(state["anchor_classes"]),
+            pes=torch.as_tensor(state["anchor_pes"]).numpy().astype(np.int64),
+            classes=torch.as_tensor(state["anchor_classes"]).numpy().astype(np.int64),
             requested=int(state["anchors_requested"]),
         )
         self.similarity = state["similarity"]

@@ -14,7 +14,12 @@ import torch
 from mmrec_ray.config import ExperimentConfig, ModelParams, TrainingConfig
 from mmrec_ray.data.features import FeatureStore
 from mmrec_ray.models.base import FitResult, Recommender
-from mmrec_ray.training.runner import checkpoint_payload, resolve_params, restore_checkpoint
+from mmrec_ray.training.runner import (
+    checkpoint_payload,
+    read_checkpoint,
+    resolve_params,
+    restore_checkpoint,
+)
 
 CHECKPOINT_FILE = "model.pt"  # inside a Tune/Train checkpoint directory
 
@@ -46,9 +51,10 @@ def checkpoint_bytes(model: Recommender, result: FitResult, training: TrainingCo
     return buffer.getvalue()
 
 
-def load_checkpoint_bytes(payload: bytes, store: FeatureStore, training: TrainingConfig) -> Recommender:
-    """Inverse of ``checkpoint_bytes``: rebuild the fitted recommender (name and seed come from the payload)."""
-    model, _ = restore_checkpoint(
-        torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False), store, training
-    )
+def load_checkpoint_bytes(
+    payload: bytes, store: FeatureStore, training: TrainingConfig, where: str = "checkpoint"
+) -> Recommender:
+    """Inverse of ``checkpoint_bytes``: rebuild the fitted recommender (name and seed come from the payload).
+    Loaded with ``weights_only=True`` (``read_checkpoint``): Train checkpoints come back from shared storage."""
+    model, _ = restore_checkpoint(read_checkpoint(payload, where), store, training, where)
     return model

@@ -2,10 +2,15 @@
 
 * Local: ``ray.init(address="local", num_cpus=...)`` starts an in-process single-node Ray.
 * Cluster: under ``ray job submit`` (or with ``RAY_ADDRESS`` set) the driver joins the existing cluster.
-* Environment: usage stats are off and ``RAY_AUTH_MODE`` is set explicitly. Ray 2.60 accepts two values —
-  ``disabled`` (the default) and ``token`` (static bearer token for the dashboard, GCS and jobs API). We keep
-  whatever the user exported (a cluster started with ``RAY_AUTH_MODE=token`` needs the same on the driver) and
-  otherwise write ``disabled`` so the choice is visible instead of implied.
+* Environment: usage stats are off. ``RAY_AUTH_MODE`` is left to the user and to Ray: Ray 2.60 accepts
+  ``disabled`` and ``token`` (a static bearer token on the dashboard, jobs API and GCS; case-insensitive), and a
+  typo would silently mean ``disabled``, so a set value is checked. Unset, Ray's own default applies: a new local
+  instance (``ray.init`` without an address) turns token auth on and generates ``~/.ray/auth_token`` when
+  missing, so local runs need no setup; ``ray start --head`` turns it on only if a token already exists, and a
+  driver joining a cluster by explicit address only with ``RAY_AUTH_MODE=token`` exported (the token comes from
+  ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, in that order). A driver under
+  ``ray job submit`` inherits the cluster nodes' environment, token included. See ``cluster.yaml`` and the
+  README for a cluster.
 * Storage: a run directory is a local path (made absolute: Ray workers do not share the driver's cwd) or a URI
   (``s3://``, ``gs://``). Stages that write plain files work in a local staging folder which is pulled from and
   pushed to the URI around each stage; Ray Tune/Train write their experiment state to the URI directly.
@@ -25,13 +30,12 @@ AUTH_MODES = ("disabled", "token")
 def configure_environment() -> None:
     """Set Ray's process-level switches before Ray starts (raylets and workers inherit the environment)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if os.environ["RAY_AUTH_MODE"] not in AUTH_MODES:
+    # Not defaulted: writing ``disabled`` here would switch off the token auth Ray enables for local instances.
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() not in AUTH_MODES:
         from mmrec_ray.errors import ConfigError
 
-        raise ConfigError(
-            f"RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']!r}: Ray 2.60 accepts {list(AUTH_MODES)}"
-        )
+        raise ConfigError(f"RAY_AUTH_MODE={mode!r}: Ray 2.60 accepts {list(AUTH_MODES)}")
     # Train V2 is the default in 2.60; pinning it keeps the TorchTrainer semantics we rely on.
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # Tune/Train otherwise print a line per reported metric; the stage progress lines are ours.

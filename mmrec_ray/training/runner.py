@@ -8,11 +8,16 @@
 - ``predict_test`` turns a fitted model into the long predictions format (SPEC 6) for the test PEs.
 - ``save_checkpoint`` / ``load_checkpoint``: ``RUN_DIR/checkpoints/{model}/seed={seed}.pt`` holding the state
   dict, the resolved params and the FitResult.
+- Checkpoints hold only tensors and plain values (dict, list, tuple, str, int, float, bool, None) and are read
+  with ``torch.load(weights_only=True)`` (``read_checkpoint``): run directories live on shared or bucket storage,
+  and a full unpickler would run whatever code anyone who can write there put in a checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import pickle
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +30,7 @@ import torch
 from mmrec_ray.config import ModelParams, TrainingConfig, from_dict
 from mmrec_ray.data.features import FeatureStore
 from mmrec_ray.data.tensors import PreparedData
+from mmrec_ray.errors import MmrecError
 from mmrec_ray.io import atomic_write
 from mmrec_ray.models import registry
 from mmrec_ray.models.base import EpochCallback, FitResult, Recommender
@@ -157,20 +163,76 @@ def environment() -> dict[str, str]:
     }
 
 
+class UnsafeCheckpointError(MmrecError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses: it holds pickled objects, not only tensors."""
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """Fit metadata with numpy scalars and arrays turned into Python values (weights_only refuses numpy)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def _require_safe(value: Any, where: str) -> None:
+    """Fail at save time, naming the entry, rather than write a checkpoint that ``read_checkpoint`` refuses."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _PLAIN):
+                raise TypeError(f"{where}: key {key!r} is a {type(key).__name__}, not a str/int")
+            _require_safe(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _require_safe(item, f"{where}[{i}]")
+    elif not (torch.is_tensor(value) or isinstance(value, _PLAIN)):
+        raise TypeError(
+            f"{where} is a {type(value).__module__}.{type(value).__qualname__}: a checkpoint may hold only "
+            "tensors and dict/list/tuple/str/int/float/bool/None (convert it in state_dict)"
+        )
+
+
 def checkpoint_payload(
     recommender: Recommender, result: FitResult, training: TrainingConfig | None = None
 ) -> dict[str, Any]:
     """{model, seed, params, training, state, fit_result, environment}: what a checkpoint holds, on disk or in
-    the Ray object store."""
-    return {
+    the Ray object store. Only tensors and plain values, so that ``read_checkpoint`` loads it."""
+    payload = {
         "model": recommender.name,
-        "seed": recommender.seed,
-        "params": dataclasses.asdict(recommender.params),
-        "training": dataclasses.asdict(training or recommender.training),
+        "seed": int(recommender.seed),
+        "params": _plain(dataclasses.asdict(recommender.params)),
+        "training": _plain(dataclasses.asdict(training or recommender.training)),
         "state": recommender.state_dict(),
-        "fit_result": dataclasses.asdict(result),
+        "fit_result": _plain(dataclasses.asdict(result)),
         "environment": environment(),
     }
+    _require_safe(payload, f"{recommender.name} checkpoint")
+    return payload
+
+
+def read_checkpoint(source: str | Path | bytes, where: str | None = None) -> dict[str, Any]:
+    """A checkpoint payload (a file path, or the bytes of one) loaded with ``weights_only=True``; a payload
+    holding anything else (an older version's numpy arrays, or planted code) raises ``UnsafeCheckpointError``."""
+    where = where or (str(source) if not isinstance(source, bytes) else "checkpoint")
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        payload = torch.load(handle, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # `mmrec fit` reuses an existing checkpoint, so deleting it is what makes it fit again.
+        raise UnsafeCheckpointError(
+            f"{where}: not a safe checkpoint (written by an older version?); delete it and re-run fit"
+        ) from None
+    if not isinstance(payload, dict) or "state" not in payload:
+        raise UnsafeCheckpointError(f"{where}: not a checkpoint of this package (no model state)")
+    return payload
 
 
 def restore_checkpoint(
@@ -204,9 +266,7 @@ def load_checkpoint(
     path = checkpoint_path(run_dir, name, seed)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint for {name} seed {seed}")
-    return restore_checkpoint(
-        torch.load(path, map_location="cpu", weights_only=False), store, training, str(path)
-    )
+    return restore_checkpoint(read_checkpoint(path), store, training, str(path))
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -222,7 +282,7 @@ def changed_fidelity(run_dir: str | Path, name: str, seed: int, training: Traini
     """The ``fidelity.*`` switches whose values differ between the checkpoint of (name, seed) and ``training``
     (``fidelity.key: old -> new``); empty when they agree. A checkpoint from before the switches existed was
     trained with the pre-review behaviour and differs in every switch that changed since."""
-    payload = torch.load(checkpoint_path(run_dir, name, seed), map_location="cpu", weights_only=False)
+    payload = read_checkpoint(checkpoint_path(run_dir, name, seed))
     stored = _flatten("fidelity", (payload.get("training") or {}).get("fidelity") or {})
     current = _flatten("fidelity", dataclasses.asdict(training.fidelity))
     return [

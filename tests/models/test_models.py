@@ -139,5 +139,5 @@ def test_state_dict_round_trip(name, tiny_data, fast_training):
     buffer.seek(0)
     restored = registry.get(name)(recommender.params, fast_training, recommender.seed)
     store = FeatureStore(tiny_data, "cpu")
-    restored.load_state_dict(torch.load(buffer, weights_only=False), store)
+    restored.load_state_dict(torch.load(buffer, weights_only=True), store)
     np.testing.assert_array_equal(all_scores(restored, tiny_data), all_scores(recommender, tiny_data))

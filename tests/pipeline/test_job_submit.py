@@ -1,13 +1,16 @@
 """`ray job submit` of the tiny pipeline to a `ray start --head` cluster that this test starts and stops.
 
 The cluster gets its own --temp-dir and free ports, and is stopped by the PIDs of its own processes (found by
-that temp dir), never by `ray stop`, which would end every Ray on the machine.
+that temp dir), never by `ray stop`, which would end every Ray on the machine. It runs with token authentication
+as cluster.yaml does: its own token, in a file named by RAY_AUTH_TOKEN_PATH (so the user's ~/.ray/auth_token is
+neither read nor written), shared by the cluster and the job CLI.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -15,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -58,10 +63,16 @@ def _stop(marker: str) -> None:
 
 @pytest.fixture(scope="module")
 def head_cluster():
-    """`ray start --head` with a dashboard (the jobs API lives there) on free ports; yields the jobs address."""
+    """`ray start --head` with a dashboard (the jobs API lives there) on free ports and token authentication;
+    yields the jobs address and the environment (token included) that the job CLI needs."""
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's socket paths have a length limit
     dashboard = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    token_path = Path(temp_dir) / "auth_token"
+    token_path.write_text(secrets.token_hex(32))
+    token_path.chmod(0o600)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+    env.pop("RAY_AUTH_TOKEN", None)  # it would take precedence over the file
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # the job's `python` is this environment's
     env.pop("RAY_ADDRESS", None)
     command = [str(BIN / "ray"), "start", "--head", "--num-cpus", "2", "--port", str(_free_port())]
@@ -74,6 +85,20 @@ def head_cluster():
     finally:
         _stop(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_jobs_api_refuses_requests_without_the_token(head_cluster):
+    address, env = head_cluster
+    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}):
+        request = urllib.request.Request(f"{address}/api/jobs/", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code in (401, 403), headers
+    token = Path(env["RAY_AUTH_TOKEN_PATH"]).read_text()
+    request = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
 
 
 @pytest.mark.slow

@@ -57,10 +57,10 @@ def test_fit_every_model_and_seed_resumes_after_a_crash_and_rerun_skips(ray_loca
             assert set(frame["model"]) == {name} and set(frame["seed"]) == {seed}
             served = set(frame["purchase_event_id"])
             assert served <= test_pes and served, (name, seed)
-            header = torch.load(checkpoint_path(prepared_run, name, seed), weights_only=False)
+            header = torch.load(checkpoint_path(prepared_run, name, seed), weights_only=True)
             assert header["model"] == name and header["seed"] == seed
             scores[name, seed] = frame.sort_values(["purchase_event_id", "item_id"])["score"].to_numpy()
-    kd = torch.load(checkpoint_path(prepared_run, "knowledge_distillation", 0), weights_only=False)
+    kd = torch.load(checkpoint_path(prepared_run, "knowledge_distillation", 0), weights_only=True)
     assert kd["params"]["dropout"] == pytest.approx(0.4)  # Table 2's value, not the broken one
     # A seed per run: two seeds of a neural model are two different fits.
     assert not (scores["conversation", 0] == scores["conversation", 1]).all()

@@ -69,7 +69,7 @@ def test_tune_selects_on_validation_only_in_dependency_order(ray_local, tmp_path
     level0 = (out / "levels" / "level0.parquet").stat().st_mtime
     for teacher in ("conversation", "session"):
         payload = (out / "dependencies" / f"{teacher}.pt").read_bytes()
-        header = torch.load(io.BytesIO(payload), weights_only=False)
+        header = torch.load(io.BytesIO(payload), weights_only=True)
         assert header["params"]["dropout"] == pytest.approx(best[teacher]["dropout"])
         assert level0 <= (out / "dependencies" / f"{teacher}.pt").stat().st_mtime
         assert (out / "dependencies" / f"{teacher}.pt").stat().st_mtime <= (

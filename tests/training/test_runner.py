@@ -92,7 +92,7 @@ def test_predict_test_long_format_and_checkpoint_round_trip(data, tmp_path):
 
     path = runner.save_checkpoint(tmp_path, model, result, TRAINING)
     assert path == tmp_path / "checkpoints" / "conversation" / "seed=2.pt"
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     assert payload["params"]["units"] == 8 and payload["fit_result"]["best_epoch"] == result.best_epoch
     restored, restored_result = runner.load_checkpoint(tmp_path, "conversation", 2, store)
     assert restored.params == model.params and restored_result.history == result.history
