@@ -3,7 +3,9 @@
 The files are read unchanged: ``conversation_id`` / ``session_id`` in ``data_users.csv`` are floats with empty
 cells, ``action_tags`` / ``keywords`` are comma-separated id strings that may be empty. Every cell is first read
 as a string and then parsed here, so that a bad cell becomes a ``DataError`` naming the file, the spreadsheet row
-(header = row 1) and the column -- never a pandas/pyarrow traceback.
+(header = row 1) and the column -- never a pandas/pyarrow traceback. How a cell is read (exact int64 ids, id
+lists, locating a malformed row) lives in ``csvparse``; this module knows the files, their columns and how they
+must agree with each other.
 
 Multi-valued cells (tags, keywords) are held in CSR form: ``IdLists(offsets, values)`` where the ids of row i are
 ``values[offsets[i]:offsets[i + 1]]``.
@@ -14,7 +16,6 @@ streams them block by block with ``pyarrow.csv.open_csv`` and validates each blo
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from mmrec_ray.data.csvparse import (
+    FIRST_DATA_ROW,
+    IdLists,
+    check_unique,
+    format_id,
+    format_id_set,
+    integer_problem,
+    iter_records,
+    locate_parse_problem,
+    parse_id_lists,
+    parse_ids,
+    parse_optional_ids,
+    read_header,
+    read_string_columns,
+    require_columns,
+    row_of,
+    show_cell,
+)
 from mmrec_ray.errors import DataError
 
 USERS_FILE = "data_users.csv"
@@ -46,40 +65,17 @@ TEXT_COLUMNS = ("conversation_id", "sentence_number", "sentence_speaker", "text"
 EMBEDDING_KEY_COLUMNS = ("conversation_id", "sentence_number", "sentence_speaker")
 KEYWORD_MAPPING_COLUMNS = ("word", "keyword_id")
 
-FIRST_DATA_ROW = 2  # spreadsheet numbering: the header is row 1
 DEFAULT_CHUNK_BYTES = (
     4 << 20
 )  # embedding CSV block: ~4 MB of text per chunk; pyarrow holds ~40x this while parsing wide rows
+# Every integer up to 2**53 in magnitude is exactly a float64; the optional user ids are held as floats (NaN =
+# empty), so larger ones are refused rather than rounded to a neighbour.
+FLOAT_EXACT = 2**53
 _EMBEDDING_COLUMN = re.compile(r"^embedding_(\d+)$")
 _PART_NUMBER = re.compile(r"(\d+)\.csv$")
 
 
 # --------------------------------------------------------------------------------------------------- containers
-@dataclass
-class IdLists:
-    """Variable-length id lists per row in CSR form: ids of row i are ``values[offsets[i]:offsets[i+1]]``."""
-
-    offsets: np.ndarray  # (rows + 1,) int64
-    values: np.ndarray  # (total ids,) int64
-
-    @property
-    def row_of_value(self) -> np.ndarray:
-        """(total ids,) int64: the row each value belongs to."""
-        return np.repeat(np.arange(len(self.offsets) - 1, dtype=np.int64), np.diff(self.offsets))
-
-    def to_arrow(self) -> pa.ListArray:
-        return pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), pa.array(self.values, pa.int64()))
-
-    def select_rows(self, rows: np.ndarray) -> IdLists:
-        """The lists of ``rows`` (ascending or not), as a new IdLists."""
-        lengths = np.diff(self.offsets)[rows]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        starts = self.offsets[rows]
-        index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
-        return IdLists(offsets, self.values[index])
-
-
 @dataclass
 class Users:
     path: Path
@@ -175,200 +171,36 @@ class ReleasedDataset:
         return "file" if self.keywords is not None and self.keywords.path.name == KEYWORDS_FILE else "text"
 
 
-# --------------------------------------------------------------------------------------------------- parsing
+# --------------------------------------------------------------------------------------------------- files
 def _nullable_int(values: np.ndarray) -> list:
     return [None if math.isnan(v) else int(v) for v in values]
 
 
-def _row(index: int, first_row: int = FIRST_DATA_ROW) -> int:
-    return int(index) + first_row
-
-
-def read_header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason})") from None
-    if not header:
-        raise DataError(path, "empty file: expected a header row", row=1)
-    return [name.strip().lstrip("\ufeff") for name in header]
-
-
-def _require_columns(path: Path, header: Sequence[str], required: Sequence[str]) -> None:
-    for column in required:
-        if column not in header:
-            raise DataError(path, f"missing column (header has: {', '.join(header)})", row=1, column=column)
-    duplicated = sorted({c for c in header if header.count(c) > 1})
-    if duplicated:
-        raise DataError(path, "column appears more than once in the header", row=1, column=duplicated[0])
-
-
-def _locate_parse_problem(path: Path, n_columns: int) -> DataError:
-    """Find the first malformed CSV row with the standard library (slow; used only after pyarrow failed)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        for record in reader:
-            if not record:
-                continue
-            if len(record) != n_columns:
-                return DataError(
-                    path, f"expected {n_columns} fields, found {len(record)}", row=reader.line_num
-                )
-    return DataError(path, "the file is not valid CSV")
-
-
-def read_string_columns(
-    path: Path, required: Sequence[str], optional: Sequence[str] = ()
-) -> dict[str, pa.Array]:
-    """Read the named columns of a small CSV as strings (no type guessing) after checking the header."""
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    header = read_header(path)
-    _require_columns(path, header, required)
-    columns = [*required, *[c for c in optional if c in header]]
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns,
-                column_types={c: pa.string() for c in columns},
-                strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        raise _locate_parse_problem(path, len(header)) from None
-    return {c: table.column(c).combine_chunks() for c in columns}
-
-
-def parse_numbers(
-    values: pa.Array,
-    path: Path,
-    column: str,
-    *,
-    allow_empty: bool = False,
-    integral: bool = True,
-    first_row: int = FIRST_DATA_ROW,
-) -> np.ndarray:
-    """Parse a string column as numbers. Integral ids come back int64 (float64 with NaN when ``allow_empty``)."""
-    stripped = pc.utf8_trim_whitespace(values)
-    empty = pc.equal(stripped, "").to_numpy(zero_copy_only=False)
-    if empty.any() and not allow_empty:
-        raise DataError(
-            path, "empty cell: a number is required", row=_row(np.argmax(empty), first_row), column=column
-        )
-    as_null = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
-    try:
-        numbers = pc.cast(as_null, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        coerced = pd.to_numeric(pd.Series(as_null.to_pandas(), dtype=object), errors="coerce").to_numpy(float)
-        bad = np.isnan(coerced) & ~empty
-        index = int(np.argmax(bad))
-        raise DataError(
-            path, f"'{values[index].as_py()}' is not a number", row=_row(index, first_row), column=column
-        ) from None
-    numbers = np.where(empty, np.nan, numbers)
-    bad = ~np.isfinite(numbers) & ~empty
-    if bad.any():
-        index = int(np.argmax(bad))
+def _parse_float_ids(values: pa.Array, path: Path, column: str) -> np.ndarray:
+    """(R,) float64 with NaN where empty: the optional ids of data_users.csv, held as floats like the file writes
+    them so that NaN can mark the empty cells (see FLOAT_EXACT)."""
+    ids, empty = parse_optional_ids(values, path, column)
+    beyond = ~empty & ((ids > FLOAT_EXACT) | (ids < -FLOAT_EXACT))
+    if beyond.any():
+        index = int(np.argmax(beyond))
         raise DataError(
             path,
-            f"'{values[index].as_py()}' is not a finite number",
-            row=_row(index, first_row),
+            f"id {ids[index]} is beyond 2**53 = {FLOAT_EXACT}, the largest this optional id column holds exactly",
+            row=row_of(index),
             column=column,
         )
-    if integral:
-        bad = (numbers != np.round(numbers)) & ~empty
-        if bad.any():
-            index = int(np.argmax(bad))
-            raise DataError(
-                path,
-                f"'{values[index].as_py()}' is not an integer id",
-                row=_row(index, first_row),
-                column=column,
-            )
-        if not allow_empty:
-            return numbers.astype(np.int64)
-    return numbers
+    return np.where(empty, np.nan, ids.astype(np.float64))
 
 
-def parse_id_lists(values: pa.Array, path: Path, column: str, first_row: int = FIRST_DATA_ROW) -> IdLists:
-    """Parse cells such as ``"12,40,7"`` (possibly empty) into CSR id lists; empty pieces are ignored."""
-    n = len(values)
-    pieces = pc.split_pattern(values, ",")
-    parent = pc.list_parent_indices(pieces).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = pc.utf8_trim_whitespace(pc.list_flatten(pieces))
-    keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
-    parent = parent[keep]
-    flat = flat.filter(pa.array(keep))
-    try:
-        numbers = pc.cast(flat, pa.float64()).to_numpy(zero_copy_only=False)
-        bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        numbers = pd.to_numeric(pd.Series(flat.to_pandas(), dtype=object), errors="coerce").to_numpy(float)
-        bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
-    if bad.any():
-        index = int(parent[np.argmax(bad)])
-        raise DataError(
-            path,
-            f"'{values[index].as_py()}' is not a comma-separated list of integer ids",
-            row=_row(index, first_row),
-            column=column,
-        )
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(parent, minlength=n), out=offsets[1:])
-    return IdLists(offsets, numbers.astype(np.int64))
-
-
-def check_unique(
-    path: Path, names: Sequence[str], keys: Sequence[np.ndarray], first_row: int = FIRST_DATA_ROW
-) -> None:
-    """Raise on the first row (in file order) whose key tuple was already seen."""
-    if len(keys[0]) < 2:
-        return
-    order = np.lexsort(tuple(reversed([np.asarray(k) for k in keys])))
-    same = np.ones(len(order) - 1, dtype=bool)
-    for key in keys:
-        sorted_key = np.asarray(key)[order]
-        same &= sorted_key[1:] == sorted_key[:-1]
-    if not same.any():
-        return
-    later = order[1:][same]
-    earlier = order[:-1][same]
-    pick = int(np.argmin(later))
-    index, first = int(later[pick]), int(earlier[pick])
-    # With a stable lexsort, `earlier` may itself be a repeat; find the very first occurrence.
-    key_text = ", ".join(f"{n}={_fmt(np.asarray(k)[index])}" for n, k in zip(names, keys))
-    matches = np.ones(len(keys[0]), dtype=bool)
-    for key in keys:
-        matches &= np.asarray(key) == np.asarray(key)[index]
-    first = int(np.argmax(matches))
-    raise DataError(
-        path,
-        f"duplicate key ({key_text}); first seen on row {_row(first, first_row)}",
-        row=_row(index, first_row),
-        column=names[-1],
-    )
-
-
-def _fmt(value) -> str:
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
-# --------------------------------------------------------------------------------------------------- files
 def read_users(path: Path) -> Users:
     cols = read_string_columns(path, USERS_COLUMNS)
     users = Users(
         path=path,
-        user_id=parse_numbers(cols["user_id"], path, "user_id"),
-        purchase_event_id=parse_numbers(cols["purchase_event_id"], path, "purchase_event_id"),
-        event_number=parse_numbers(cols["event_number"], path, "event_number"),
-        conversation_id=parse_numbers(cols["conversation_id"], path, "conversation_id", allow_empty=True),
-        session_id=parse_numbers(cols["session_id"], path, "session_id", allow_empty=True),
+        user_id=parse_ids(cols["user_id"], path, "user_id"),
+        purchase_event_id=parse_ids(cols["purchase_event_id"], path, "purchase_event_id"),
+        event_number=parse_ids(cols["event_number"], path, "event_number"),
+        conversation_id=_parse_float_ids(cols["conversation_id"], path, "conversation_id"),
+        session_id=_parse_float_ids(cols["session_id"], path, "session_id"),
     )
     if len(users.user_id) == 0:
         raise DataError(path, "no data rows")
@@ -378,14 +210,14 @@ def read_users(path: Path) -> Users:
         raise DataError(
             path,
             "both conversation_id and session_id are set; exactly one must be",
-            row=_row(np.argmax(both)),
+            row=row_of(np.argmax(both)),
             column="conversation_id",
         )
     if neither.any():
         raise DataError(
             path,
             "neither conversation_id nor session_id is set; exactly one must be",
-            row=_row(np.argmax(neither)),
+            row=row_of(np.argmax(neither)),
             column="conversation_id",
         )
     check_unique(path, ("purchase_event_id", "event_number"), (users.purchase_event_id, users.event_number))
@@ -398,7 +230,7 @@ def read_users(path: Path) -> Users:
         raise DataError(
             path,
             f"purchase event {users.purchase_event_id[index]} belongs to more than one user_id",
-            row=_row(index),
+            row=row_of(index),
             column="user_id",
         )
     return users
@@ -408,9 +240,18 @@ def read_pairs(path: Path) -> PairTable:
     cols = read_string_columns(path, PURCHASES_COLUMNS)
     table = PairTable(
         path=path,
-        purchase_event_id=parse_numbers(cols["purchase_event_id"], path, "purchase_event_id"),
-        item_id=parse_numbers(cols["item_id"], path, "item_id"),
+        purchase_event_id=parse_ids(cols["purchase_event_id"], path, "purchase_event_id"),
+        item_id=parse_ids(cols["item_id"], path, "item_id"),
     )
+    negative = table.item_id < 0
+    if negative.any():
+        index = int(np.argmax(negative))
+        raise DataError(
+            path,
+            f"item {table.item_id[index]} is negative: item ids are 0 or more",
+            row=row_of(index),
+            column="item_id",
+        )
     check_unique(path, PURCHASES_COLUMNS, (table.purchase_event_id, table.item_id))
     return table
 
@@ -419,8 +260,8 @@ def read_sessions(path: Path) -> Sessions:
     cols = read_string_columns(path, SESSIONS_COLUMNS)
     sessions = Sessions(
         path=path,
-        session_id=parse_numbers(cols["session_id"], path, "session_id"),
-        action_number=parse_numbers(cols["action_number"], path, "action_number"),
+        session_id=parse_ids(cols["session_id"], path, "session_id"),
+        action_number=parse_ids(cols["action_number"], path, "action_number"),
         action_tags=parse_id_lists(cols["action_tags"], path, "action_tags"),
     )
     check_unique(path, ("session_id", "action_number"), (sessions.session_id, sessions.action_number))
@@ -433,8 +274,8 @@ def read_sentences(path: Path, kind: str) -> Sentences:
     cols = read_string_columns(path, columns)
     sentences = Sentences(
         path=path,
-        conversation_id=parse_numbers(cols["conversation_id"], path, "conversation_id"),
-        sentence_number=parse_numbers(cols["sentence_number"], path, "sentence_number"),
+        conversation_id=parse_ids(cols["conversation_id"], path, "conversation_id"),
+        sentence_number=parse_ids(cols["sentence_number"], path, "sentence_number"),
         sentence_speaker=np.asarray(cols["sentence_speaker"].to_pylist(), dtype=object),
     )
     if kind == "keywords":
@@ -442,7 +283,7 @@ def read_sentences(path: Path, kind: str) -> Sentences:
     else:
         empty = pc.equal(pc.utf8_trim_whitespace(cols["text"]), "").to_numpy(zero_copy_only=False)
         if empty.any():
-            raise DataError(path, "empty sentence text", row=_row(np.argmax(empty)), column="text")
+            raise DataError(path, "empty sentence text", row=row_of(np.argmax(empty)), column="text")
         sentences.text = np.asarray(cols["text"].to_pylist(), dtype=object)
     check_unique(
         path, ("conversation_id", "sentence_number"), (sentences.conversation_id, sentences.sentence_number)
@@ -452,14 +293,14 @@ def read_sentences(path: Path, kind: str) -> Sentences:
 
 def read_keyword_mapping(path: Path) -> dict[str, int]:
     cols = read_string_columns(path, KEYWORD_MAPPING_COLUMNS)
-    ids = parse_numbers(cols["keyword_id"], path, "keyword_id")
+    ids = parse_ids(cols["keyword_id"], path, "keyword_id")
     words = [w.strip() for w in cols["word"].to_pylist()]
     mapping: dict[str, int] = {}
     for index, word in enumerate(words):
         if not word:
-            raise DataError(path, "empty word", row=_row(index), column="word")
+            raise DataError(path, "empty word", row=row_of(index), column="word")
         if word in mapping:
-            raise DataError(path, f"word '{word}' is mapped twice", row=_row(index), column="word")
+            raise DataError(path, f"word {show_cell(word)} is mapped twice", row=row_of(index), column="word")
         mapping[word] = int(ids[index])
     return mapping
 
@@ -481,7 +322,7 @@ def find_embedding_parts(root: Path) -> list[Path]:
 def embedding_columns(path: Path) -> tuple[list[str], list[str]]:
     """(header, embedding column names in order embedding_1..embedding_D) after checking the header."""
     header = read_header(path)
-    _require_columns(path, header, EMBEDDING_KEY_COLUMNS)
+    require_columns(path, header, EMBEDDING_KEY_COLUMNS)
     numbers = sorted(int(m.group(1)) for m in (_EMBEDDING_COLUMN.match(c) for c in header) if m)
     if not numbers:
         raise DataError(
@@ -527,30 +368,34 @@ class EmbeddingChunk:
     embedding: np.ndarray  # (n, D) float32
 
 
-def _locate_bad_embedding_cell(path: Path, header: list[str], columns: Sequence[str]) -> DataError:
-    """Find the first non-numeric / empty / non-finite cell with the standard library (error path only)."""
-    wanted = [(header.index(c), c) for c in ("conversation_id", "sentence_number", *columns)]
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        for record in reader:
-            if not record:
+def _locate_bad_embedding_cell(
+    path: Path, header: list[str], columns: Sequence[str], arrow_message: str
+) -> DataError:
+    """Find the first malformed row or bad cell with the standard library (error path only)."""
+    keys = [(header.index(c), c) for c in ("conversation_id", "sentence_number")]
+    values = [(header.index(c), c) for c in columns]
+    try:
+        for row, cells in iter_records(path, header, len(header)):
+            if row == 1 or not cells:
                 continue
-            if len(record) != len(header):
-                return DataError(
-                    path, f"expected {len(header)} fields, found {len(record)}", row=reader.line_num
-                )
-            for position, name in wanted:
-                cell = record[position].strip()
+            for position, name in keys:
+                cell = cells[position].strip()
+                problem = integer_problem(cell) if cell else "is empty: a number is required"
+                if problem:
+                    return DataError(path, f"{show_cell(cell)} {problem}", row=row, column=name)
+            for position, name in values:
+                cell = cells[position].strip()
+                if not cell:
+                    return DataError(path, "empty embedding cell", row=row, column=name)
                 try:
                     value = float(cell)
                 except ValueError:
-                    return DataError(path, f"'{cell}' is not a number", row=reader.line_num, column=name)
+                    return DataError(path, f"{show_cell(cell)} is not a number", row=row, column=name)
                 if not math.isfinite(value):
-                    return DataError(
-                        path, f"'{cell}' is not a finite number", row=reader.line_num, column=name
-                    )
-    return DataError(path, "the file is not valid CSV")
+                    return DataError(path, f"{show_cell(cell)} is not a finite number", row=row, column=name)
+    except DataError as error:
+        return error
+    return locate_parse_problem(path, header, arrow_message)
 
 
 def iter_embedding_chunks(
@@ -567,11 +412,8 @@ def iter_embedding_chunks(
             raise DataError(
                 path, f"{len(columns)} embedding columns, expected {dim} like the other parts", row=1
             )
-        column_types = {
-            "conversation_id": pa.float64(),
-            "sentence_number": pa.float64(),
-            "sentence_speaker": pa.string(),
-        }
+        # Ids as strings, parsed exactly below: through float64 a large conversation id changes.
+        column_types = {name: pa.string() for name in EMBEDDING_KEY_COLUMNS}
         column_types.update({c: pa.float32() for c in columns})
         try:
             reader = pacsv.open_csv(
@@ -588,33 +430,23 @@ def iter_embedding_chunks(
                     ],  # only an empty cell is missing; "nan" must parse as NaN and be reported
                 ),
             )
-        except (pa.ArrowInvalid, UnicodeDecodeError):
-            raise _locate_bad_embedding_cell(path, header, columns) from None
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise _locate_bad_embedding_cell(path, header, columns, str(exc)) from None
         row = FIRST_DATA_ROW
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except (pa.ArrowInvalid, UnicodeDecodeError):
-                raise _locate_bad_embedding_cell(path, header, columns) from None
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise _locate_bad_embedding_cell(path, header, columns, str(exc)) from None
             n = batch.num_rows
             if n == 0:
                 continue
-            keys = {}
-            for name in ("conversation_id", "sentence_number"):
-                array = batch.column(name)
-                if array.null_count:
-                    index = int(np.argmax(array.is_null().to_numpy(zero_copy_only=False)))
-                    raise DataError(path, "empty cell: a number is required", row=row + index, column=name)
-                values = array.to_numpy(zero_copy_only=False)
-                bad = ~np.isfinite(values) | (values != np.round(values))
-                if bad.any():
-                    index = int(np.argmax(bad))
-                    raise DataError(
-                        path, f"'{values[index]}' is not an integer id", row=row + index, column=name
-                    )
-                keys[name] = values.astype(np.int64)
+            keys = {
+                name: parse_ids(batch.column(name), path, name, first_row=row)
+                for name in ("conversation_id", "sentence_number")
+            }
             matrix = np.empty((n, len(columns)), dtype=np.float32)
             for k, name in enumerate(columns):
                 array = batch.column(name)
@@ -643,16 +475,28 @@ def iter_embedding_chunks(
 
 
 # --------------------------------------------------------------------------------------------------- dataset
-def _first_row_where(mask: np.ndarray) -> int:
-    return _row(int(np.argmax(mask)))
+def _dangling(ids: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """(R,) bool: rows whose optional id (float64, NaN where empty) is set and not among the int64 ``known``.
+    Compared as integers: as floats, a known id beyond 2**53 would match its neighbour."""
+    present = ~np.isnan(ids)
+    missing = np.zeros(len(ids), dtype=bool)
+    missing[present] = ~np.isin(ids[present].astype(np.int64), known)
+    return missing
+
+
+def _pair_keys(table: PairTable, pe_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """One int64 per (PE, item) row from dense positions; the raw ids multiplied together could overflow."""
+    return np.searchsorted(pe_ids, table.purchase_event_id) * len(item_ids) + np.searchsorted(
+        item_ids, table.item_id
+    )
 
 
 def load_released(root: str | Path, *, need_embeddings_or_text: bool = True) -> ReleasedDataset:
     """Read and cross-check every small file of a dataset folder (embedding parts are located, not read).
 
     Cross-checks: every PE in users has purchases (a PE without items is an error), purchases and post-filter
-    name only known PEs, post-filter items are in the item set (the items purchased anywhere), every referenced
-    session / conversation exists in the session / keyword file.
+    name only known PEs, the item set (the items purchased anywhere) and the items of the post-filter are the
+    same, every referenced session / conversation exists in the session / keyword file.
     """
     root = Path(root)
     if not root.is_dir():
@@ -693,7 +537,7 @@ def load_released(root: str | Path, *, need_embeddings_or_text: bool = True) -> 
             raise DataError(
                 table.path,
                 f"purchase event {table.purchase_event_id[index]} does not appear in {USERS_FILE}",
-                row=_row(index),
+                row=row_of(index),
                 column="purchase_event_id",
             )
     without_items = ~np.isin(users.purchase_event_id, purchases.purchase_event_id)
@@ -701,50 +545,61 @@ def load_released(root: str | Path, *, need_embeddings_or_text: bool = True) -> 
         index = int(np.argmax(without_items))
         raise DataError(
             purchases.path,
-            f"purchase event {users.purchase_event_id[index]} ({USERS_FILE} row {_row(index)}) has no purchased items",
+            f"purchase event {users.purchase_event_id[index]} ({USERS_FILE} row {row_of(index)}) has no purchased items",
             column="purchase_event_id",
         )
     item_set = np.unique(purchases.item_id)
+    # A purchased item that no post-filter lists would become an item of its own that no PE can be recommended:
+    # a typo in an item id, not an item.
+    listed = np.unique(post_filter.item_id)
+    unknown = ~np.isin(purchases.item_id, listed)
+    if unknown.any():
+        index = int(np.argmax(unknown))
+        raise DataError(
+            purchases.path,
+            f"item {purchases.item_id[index]} is not a known item: no row of {POST_FILTER_FILE} lists it "
+            f"(items there: {format_id_set(listed)})",
+            row=row_of(index),
+            column="item_id",
+        )
     outside = ~np.isin(post_filter.item_id, item_set)
     if outside.any():
         index = int(np.argmax(outside))
         raise DataError(
             post_filter.path,
             f"item {post_filter.item_id[index]} is outside the item set (items purchased in {PURCHASES_FILE}: "
-            f"{', '.join(str(i) for i in item_set)})",
-            row=_row(index),
+            f"{format_id_set(item_set)})",
+            row=row_of(index),
             column="item_id",
         )
 
     # Dangling references from users.
-    has_session = ~np.isnan(users.session_id)
-    dangling = has_session & ~np.isin(users.session_id, sessions.session_id)
+    dangling = _dangling(users.session_id, sessions.session_id)
     if dangling.any():
         index = int(np.argmax(dangling))
         raise DataError(
             users.path,
-            f"session {_fmt(users.session_id[index])} does not appear in {SESSIONS_FILE}",
-            row=_row(index),
+            f"session {format_id(users.session_id[index])} does not appear in {SESSIONS_FILE}",
+            row=row_of(index),
             column="session_id",
         )
-    has_conversation = ~np.isnan(users.conversation_id)
-    dangling = has_conversation & ~np.isin(users.conversation_id, keywords.conversation_id)
+    dangling = _dangling(users.conversation_id, keywords.conversation_id)
     if dangling.any():
         index = int(np.argmax(dangling))
         raise DataError(
             users.path,
-            f"conversation {_fmt(users.conversation_id[index])} does not appear in {keywords.path.name}",
-            row=_row(index),
+            f"conversation {format_id(users.conversation_id[index])} does not appear in {keywords.path.name}",
+            row=row_of(index),
             column="conversation_id",
         )
     if text is not None:
-        dangling = has_conversation & ~np.isin(users.conversation_id, text.conversation_id)
+        dangling = _dangling(users.conversation_id, text.conversation_id)
         if dangling.any() and not parts:
             index = int(np.argmax(dangling))
             raise DataError(
                 users.path,
-                f"conversation {_fmt(users.conversation_id[index])} has no sentences in {TEXT_FILE} to embed",
-                row=_row(index),
+                f"conversation {format_id(users.conversation_id[index])} has no sentences in {TEXT_FILE} to embed",
+                row=row_of(index),
                 column="conversation_id",
             )
 
@@ -752,9 +607,9 @@ def load_released(root: str | Path, *, need_embeddings_or_text: bool = True) -> 
     # Tolerated, reported: a PE without post-filter rows can never be recommended anything; a purchased item
     # missing from the PE's post-filter can never be hit.
     notes["pes_without_post_filter"] = int((~np.isin(pe_ids, post_filter.purchase_event_id)).sum())
-    purchase_keys = purchases.purchase_event_id * (int(item_set.max()) + 1) + purchases.item_id
-    filter_keys = post_filter.purchase_event_id * (int(item_set.max()) + 1) + post_filter.item_id
-    notes["purchases_not_in_post_filter"] = int((~np.isin(purchase_keys, filter_keys)).sum())
+    notes["purchases_not_in_post_filter"] = int(
+        (~np.isin(_pair_keys(purchases, pe_ids, item_set), _pair_keys(post_filter, pe_ids, item_set))).sum()
+    )
 
     return ReleasedDataset(
         root=root,
