@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 import sys
 
-from mmrec_ray.errors import MmrecError
+from mmrec_ray.errors import MmrecError, storage_error
 
 
 def _command_names() -> list[str]:
@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmrec {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
         return 130
+    # A full disk or read-only storage met outside mmrec_ray.io (a library writing on its own); other OS
+    # errors are bugs to report and keep their traceback.
+    except OSError as exc:
+        error = storage_error(exc)
+        if error is None:
+            raise
+        print(f"mmrec {args.command}: error: {error}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

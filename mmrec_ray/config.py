@@ -406,7 +406,7 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = _override_value(item, raw)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -415,6 +415,26 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
                 raise ConfigError(f"--set {item!r}: {part} is not a section")
         node[parts[-1]] = value
     return data
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """The YAML value of one ``--set``; a value YAML cannot read (or a tag safe_load refuses, such as
+    ``!!python/object``) is a ConfigError naming the flag, in one line."""
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = ", ".join(
+            str(part).strip()
+            for part in (getattr(exc, "context", None), getattr(exc, "problem", None))
+            if part
+        )
+        problem = " ".join((problem or str(exc)).split())
+        raise ConfigError(
+            f"--set {item!r}: not a valid YAML value: {problem} (write plain YAML, e.g. --set 'models=[popular, "
+            "keyword]'; quote a string that YAML would read otherwise)"
+        ) from None
 
 
 def add_override_argument(parser, help: str = "override a config key, e.g. training.max_epochs=3") -> None:

@@ -1102,13 +1102,14 @@ def prepare(
                 + (f"; {detail}" if detail else "")
                 + "); use --force to overwrite it (or delete it), or another --out"
             )
-    if marker.exists():
-        marker.unlink()  # from here on the directory is incomplete until the marker is written again
-
     started = time.perf_counter()
     log(f"prepare: reading {data_dir}")
     ds = load_released(data_dir)
     layout = build_layout(ds)
+    # Only input that passed validation may touch the outputs: bad input under --force keeps the previous
+    # outputs with their marker, consistent with each other. Past this line the folder is incomplete until the
+    # marker is written again, and nothing trusts tensors without it.
+    marker.unlink(missing_ok=True)
     parquet_dir = out / "parquet"
     external = options.embeddings == "embed-stage"
     # With embeddings from the embed stage the text Parquet must stay the file they were computed from.

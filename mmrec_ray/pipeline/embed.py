@@ -21,7 +21,9 @@ mapping is given. Row order across files is not meaningful: join on (conversatio
 
 Overwrite, not append: Ray's ``write_parquet`` adds files to an existing folder, so the stage writes into a fresh
 temporary folder and swaps it in only when complete; a crash leaves the previous output untouched. A finished
-output whose manifest matches the inputs is skipped on re-run (``force`` recomputes).
+output whose manifest matches the inputs is skipped on re-run (``force`` recomputes). The staging folders of a
+killed stage (``.conversation_embeddings.tmp-*``, often empty, and ``.old-*`` of a swap cut short) are removed
+when the stage or the pipeline (``discard_staging``) runs again.
 
 GPUs: the requested ``num_gpus`` per actor is checked against ``ray.cluster_resources()`` and the nodes before any
 work is submitted, so asking for GPUs the cluster lacks fails at once with a clear ``MmrecError`` instead of a
@@ -252,6 +254,7 @@ def run_embed(
     run_dir = Path(run_dir).resolve()
     text_path = Path(text) if text is not None else run_dir / DEFAULT_TEXT
     output_dir = run_dir / OUTPUT_DIR
+    discard_staging(output_dir)
     mapping = load_keyword_mapping(keyword_mapping) if keyword_mapping is not None else None
     encoder_path = resolve_encoder(encoder)  # fail on a bad name here, not inside an actor
     check_resources(num_gpus, num_actors, num_cpus_per_actor)
@@ -333,6 +336,18 @@ def run_embed(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return EmbedSummary(str(output_dir), sentences, dim, tokens, seconds, False)
+
+
+def discard_staging(output_dir: str | Path) -> list[Path]:
+    """Remove the staging and retired folders that a killed run of the stage left next to ``output_dir``.
+    Only while no other embed writes there (the pipeline holds the run directory's lock)."""
+    output_dir = Path(output_dir)
+    removed = []
+    for pattern in (f".{output_dir.name}.tmp-*", f".{output_dir.name}.old-*"):
+        for path in sorted(output_dir.parent.glob(pattern)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _swap_in(staging: Path, output_dir: Path) -> None:

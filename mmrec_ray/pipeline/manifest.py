@@ -73,8 +73,15 @@ class Manifest:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         path = self.run_dir / "manifest.json"
-        previous = json.loads(path.read_text()) if path.exists() else {}
-        self.stages: dict[str, dict[str, Any]] = previous.get("stages", {})
+        try:
+            previous = json.loads(path.read_text()) if path.exists() else {}
+        except (
+            ValueError
+        ):  # cut short (a full disk, a crash before writes were synced): only timings are lost
+            previous = {}
+        self.stages: dict[str, dict[str, Any]] = (
+            previous.get("stages", {}) if isinstance(previous, dict) else {}
+        )
 
     def write_config(self) -> Path:
         return atomic_write_text(self.run_dir / "config.yaml", dump_config(self.cfg))

@@ -10,6 +10,11 @@ crash redoes only what is missing (stages here; trials and seeds inside tune and
 stage goes to stdout and to ``RUN_DIR/stages.log``; ``RUN_DIR/config.yaml`` (resolved) and
 ``RUN_DIR/manifest.json`` (versions, commit, seeds, data fingerprint, timings) are written by every run.
 
+One run per run directory: every entry point holds ``RUN_DIR/mmrec.lock`` while it runs (see
+``mmrec_ray.pipeline.lock``; ``--break-lock`` for a lock left on another host). Holding it, a resumed run removes
+what a killed one left behind: temporary files of atomic writes and the embed stage's staging folders (the fit
+stage removes Ray Train folders it will not use).
+
 The data stages are driven through their CLI commands (``mmrec generate/prepare/embed/aggregate``): those
 argument lists are the stable contract between stages.
 """
@@ -24,7 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmrec_ray.config import ExperimentConfig, add_override_argument
+from mmrec_ray.io import append_line, discard_temporary_files
 from mmrec_ray.pipeline import ray_env
+from mmrec_ray.pipeline.lock import RunLock, break_lock
 from mmrec_ray.pipeline.manifest import Manifest
 
 STAGES = ("generate", "prepare", "embed", "tensors", "tune", "fit", "aggregate", "analyses", "report")
@@ -80,8 +87,7 @@ class Pipeline:
         seconds = time.perf_counter() - started
         line = f"[{name}] {status} in {seconds:.1f}s" + (f" — {note}" if note else "")
         self.log(line)
-        with open(self.run_dir / "stages.log", "a") as handle:
-            handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        append_line(self.run_dir / "stages.log", f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}")
         self.manifest.record(name, status, seconds)
         ray_env.push(self.cfg.run_dir)
 
@@ -140,14 +146,21 @@ class Pipeline:
 
         return fidelity_arguments(self.cfg.fidelity)
 
+    def _tensors_prepared(self) -> bool:
+        """Tensors that a prepare finished: its marker is written last, so tensors without it are what a failed
+        or interrupted prepare left (possibly of other data) and are never trusted."""
+        from mmrec_ray.data.prepare import MARKER, prepared_dir
+
+        return (self.tensors_dir / "meta.json").exists() and (prepared_dir(self.run_dir) / MARKER).exists()
+
     def _tensors_current(self) -> bool:
         """Tensors exist and were prepared with this config's prepare-time fidelity switches; otherwise the
         prepare command runs, and refuses a folder prepared with other values instead of reusing it."""
         from mmrec_ray.data.prepare import PrepareOptions, prepared_switches
 
-        return (self.tensors_dir / "meta.json").exists() and prepared_switches(
-            self.run_dir
-        ) == PrepareOptions.switches_of(self.cfg.fidelity)
+        return self._tensors_prepared() and prepared_switches(self.run_dir) == PrepareOptions.switches_of(
+            self.cfg.fidelity
+        )
 
     def embed(self) -> None:
         from mmrec_ray.embed import stage_output
@@ -156,7 +169,7 @@ class Pipeline:
         text = self.embeds_text
         needed = (
             text
-            and not (self.tensors_dir / "meta.json").exists()
+            and not self._tensors_prepared()
             and not stage_output.is_current(self.run_dir, e.encoder, e.max_length)
         )
 
@@ -234,8 +247,21 @@ class Pipeline:
         argv = [str(self.run_dir)]
         self._stage("report", needed, lambda: _command("report", argv) and None)
 
+    def discard_leftovers(self) -> None:
+        """Remove what a killed run left in the run directory; only while holding its lock (nobody else writes)."""
+        from mmrec_ray.embed.stage_output import OUTPUT_DIR
+        from mmrec_ray.pipeline.embed import discard_staging
+
+        removed = discard_temporary_files(self.run_dir, skip=("ray",))  # Ray's state is Ray's to manage
+        removed += discard_staging(self.run_dir / OUTPUT_DIR)
+        if removed:
+            names = ", ".join(str(p.relative_to(self.run_dir)) for p in removed[:3])
+            more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+            self.log(f"  resume: removed {len(removed)} leftovers of an interrupted run ({names}{more})")
+
     # ----------------------------------------------------------------------------------------- all
     def run(self) -> Path:
+        self.discard_leftovers()
         self.manifest.write_config()
         self.manifest.write()
         try:
@@ -257,7 +283,8 @@ class Pipeline:
 
 
 def run_pipeline(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
-    return Pipeline(cfg, log).run()
+    with RunLock(cfg.run_dir, log=log):
+        return Pipeline(cfg, log).run()
 
 
 # --------------------------------------------------------------------------------------------------- CLI glue
@@ -272,9 +299,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="run directory: a local path or a URI (s3://, gs://); overrides run_dir",
     )
     add_override_argument(parser)
+    parser.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="remove the run directory's lock first: for a run on another host that is known to be gone "
+        "(a dead run on this host is taken over without it)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The config of a pipeline entry point; with ``--break-lock`` the run directory's lock is removed here, so
+    that every entry point honours the flag (the run then takes the lock as usual)."""
     from mmrec_ray.config import load_config
 
     overrides = list(args.overrides or [])
@@ -283,12 +318,20 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     cfg = load_config(args.config, overrides)
     if not ray_env.is_uri(cfg.run_dir):
         cfg.run_dir = str(Path(cfg.run_dir).resolve())
+    if getattr(args, "break_lock", False):
+        break_lock(cfg.run_dir)
     return cfg
 
 
 def run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = print) -> Path:
     """Run one stage of the pipeline (what `mmrec tune`, `mmrec train` and jobs/*.py call)."""
+    with RunLock(cfg.run_dir, log=log):
+        return _run_stage(cfg, stage, log)
+
+
+def _run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None]) -> Path:
     pipeline = Pipeline(cfg, log)
+    pipeline.discard_leftovers()
     pipeline.manifest.write_config()
     try:
         if stage == "prepare":

@@ -11,11 +11,16 @@
   and fits only what is missing; models finished in an earlier run come in as checkpoint bytes.
 * The driver writes the results into the run directory: ``RUN_DIR/checkpoints/{model}/seed={seed}.pt`` and
   ``RUN_DIR/predictions/{model}__seed{seed}.parquet`` (atomic). A (model, seed) whose outputs exist is skipped.
+* Ray Train's folder of a seed (``RUN_DIR/ray/train/{run}__seed{seed}``, or under the URI) is removed once the
+  seed's outputs are in the run directory: nothing reads it again. Of a seed still to fit, only the checkpoint
+  that Ray Train's snapshot names is kept; other ``checkpoint_*`` folders are what a killed attempt wrote after
+  its last snapshot, which a restarted trainer never reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import signal
 import tempfile
@@ -168,6 +173,51 @@ def _drive(
     return out, restored
 
 
+# --------------------------------------------------------------------------------------------------- attempts
+def _filesystem(uri_or_path: str):
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri_or_path)
+
+
+def discard_trainer(trainer_dir: str) -> bool:
+    """Remove a seed's Ray Train folder (local path or URI); True when there was one."""
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(trainer_dir)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return False
+    fs.delete_dir(path)
+    return True
+
+
+def discard_unused_checkpoints(trainer_dir: str) -> list[str]:
+    """Remove the ``checkpoint_*`` folders of a seed's Ray Train folder that its snapshot does not name (a
+    restarted trainer resumes from the snapshot only); returns their names. An unreadable snapshot keeps all."""
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(trainer_dir)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return []
+    used: set[str] = set()
+    snapshot = f"{path}/checkpoint_manager_snapshot.json"
+    if fs.get_file_info(snapshot).type == pafs.FileType.File:
+        try:
+            with fs.open_input_stream(snapshot) as stream:
+                state = json.loads(stream.read())
+        except ValueError:
+            return []
+        results = [*state.get("checkpoint_results", []), state.get("latest_checkpoint_result") or {}]
+        used = {r.get("checkpoint_dir_name") for r in results if r.get("checkpoint_dir_name")}
+    removed = []
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+            if info.base_name not in used:
+                fs.delete_dir(info.path)
+                removed.append(info.base_name)
+    return sorted(removed)
+
+
 # --------------------------------------------------------------------------------------------------- stage
 def run_fit(
     cfg: ExperimentConfig, run_dir: Path, best: dict[str, dict[str, Any]] | None = None, log=print
@@ -189,11 +239,17 @@ def run_fit(
         missing = [n for n in names if n in missing or (n in needed and n not in provided)]
         if missing:
             plans[seed] = (missing, provided)
+    storage = ray_storage_path(cfg.run_dir if "://" in cfg.run_dir else run_dir) + "/train"
+    for seed in cfg.fit.seeds:  # the caller holds the run lock: no trainer of another run uses these folders
+        trainer_dir = f"{storage}/{cfg.name}__seed{seed}"
+        if seed in plans:
+            discard_unused_checkpoints(trainer_dir)
+        else:
+            discard_trainer(trainer_dir)
     total = sum(len(m) for m, _ in plans.values())
     if not total:
         return 0
     data_ref = ray.put(PreparedData.load(run_dir / "prepared" / "tensors", mmap=False))
-    storage = ray_storage_path(cfg.run_dir if "://" in cfg.run_dir else run_dir) + "/train"
     drive = ray.remote(num_cpus=0)(_drive)
     log(f"  fit: {total} (model, seed) fits in {len(plans)} seed trainers")
     in_flight = {}
@@ -226,6 +282,8 @@ def run_fit(
             if frame is not None:
                 write_test_predictions(predictions_path(run_dir, name, seed), frame)
             written += 1
+        if all(is_finished(run_dir, n, seed) for n in names):
+            discard_trainer(f"{storage}/{cfg.name}__seed{seed}")
         resumed = (
             f" (resumed {', '.join(restored)} from an interrupted attempt's checkpoint)" if restored else ""
         )
