@@ -9,7 +9,8 @@ from mmrec_ray.pipeline.runner import add_config_arguments, config_from_args, ru
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     add_config_arguments(parser)
-    run_stage(config_from_args(parser.parse_args(argv)), "fit")
+    args = parser.parse_args(argv)
+    run_stage(config_from_args(args), "fit", from_stage=args.from_stage)
     return 0
 
 

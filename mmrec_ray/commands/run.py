@@ -16,5 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmrec_ray.pipeline.runner import config_from_args, run_pipeline
 
-    run_pipeline(config_from_args(args))
+    run_pipeline(config_from_args(args), from_stage=args.from_stage)
     return 0

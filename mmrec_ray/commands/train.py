@@ -18,5 +18,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmrec_ray.pipeline.runner import config_from_args, run_stage
 
-    run_stage(config_from_args(args), "fit")
+    run_stage(config_from_args(args), "fit", from_stage=args.from_stage)
     return 0

@@ -16,5 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmrec_ray.pipeline.runner import config_from_args, run_stage
 
-    run_stage(config_from_args(args), "tune")
+    run_stage(config_from_args(args), "tune", from_stage=args.from_stage)
     return 0

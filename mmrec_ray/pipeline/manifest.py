@@ -86,8 +86,34 @@ class Manifest:
     def write_config(self) -> Path:
         return atomic_write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
 
-    def record(self, stage: str, status: str, seconds: float) -> None:
-        self.stages[stage] = {"status": status, "seconds": round(seconds, 3), "finished_at": time.time()}
+    def record(self, stage: str, status: str, seconds: float, fingerprint: str | None = None) -> None:
+        """A stage's outcome. A skip keeps the record of the execution that wrote the outputs (its timing and
+        fingerprint) and only notes when it was last found current; a new execution keeps earlier timings."""
+        previous = self.stages.get(stage) or {}
+        now = time.time()
+        if status == "skipped" and previous.get("status") == "done":
+            previous["checked_at"] = now
+            if fingerprint:
+                previous["fingerprint"] = fingerprint
+        else:
+            earlier = list(previous.pop("earlier", []))
+            if previous.get("status") == "done":
+                earlier.append({k: previous[k] for k in ("seconds", "finished_at") if k in previous})
+            previous = {"status": status, "seconds": round(seconds, 3), "finished_at": now}
+            if fingerprint:
+                previous["fingerprint"] = fingerprint
+            if earlier:
+                previous["earlier"] = earlier[-5:]
+        self.stages[stage] = previous
+        self.write()
+
+    def forget(self, stages: list[str]) -> None:
+        """Stages whose outputs were removed (``--from``): their fingerprints no longer describe anything."""
+        for stage in stages:
+            record = self.stages.get(stage)
+            if record:
+                record.pop("fingerprint", None)
+                record["status"] = "removed"
         self.write()
 
     def write(self) -> Path:

@@ -119,3 +119,20 @@ def push(run_dir: str | os.PathLike) -> None:
     """Publish the staging folder to the URI run dir after a stage (so a re-run elsewhere resumes from it)."""
     if is_uri(run_dir):
         _copy(local_run_dir(run_dir).as_uri(), str(run_dir).rstrip("/") + "/files")
+
+
+def remove(run_dir: str | os.PathLike, relative: str) -> None:
+    """Delete ``relative`` (a file or folder of the run) from a URI run dir: Ray's state (``ray/...``) lives at the
+    URI itself, plain files under ``files/``. A local run dir is its own staging folder: nothing more to do."""
+    if not is_uri(run_dir):
+        return
+    import pyarrow.fs as pafs
+
+    base = str(run_dir).rstrip("/")
+    target = f"{base}/{relative}" if relative.startswith("ray/") else f"{base}/files/{relative}"
+    filesystem, path = pafs.FileSystem.from_uri(target)
+    info = filesystem.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        filesystem.delete_dir(path)
+    elif info.type == pafs.FileType.File:
+        filesystem.delete_file(path)

@@ -30,11 +30,11 @@ from pathlib import Path
 
 from mmrec_ray.config import ExperimentConfig, add_override_argument
 from mmrec_ray.io import append_line, discard_temporary_files
-from mmrec_ray.pipeline import ray_env
+from mmrec_ray.pipeline import fingerprints, ray_env
 from mmrec_ray.pipeline.lock import RunLock, break_lock
 from mmrec_ray.pipeline.manifest import Manifest
 
-STAGES = ("generate", "prepare", "embed", "tensors", "tune", "fit", "aggregate", "analyses", "report")
+STAGES = fingerprints.STAGES
 
 
 def _command(name: str, argv: list[str]) -> int:
@@ -51,7 +51,56 @@ class Pipeline:
         self.run_dir = ray_env.pull(cfg.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.run_dir, cfg)
+        self.fingerprints = fingerprints.fingerprints(cfg)
         self._ray_started = False
+
+    def check_outputs_current(self, from_stage: str | None = None) -> None:
+        """Refuse (one line naming the changed fields) when outputs on disk were made with another config; with
+        ``from_stage``, remove the outputs of that stage and every later one first, so they are made again.
+        Runs before ``config.yaml`` is rewritten: that file always describes the outputs on disk."""
+        from mmrec_ray.errors import ConfigError
+
+        previous = self._previous_config()
+        recorded = {
+            s: dict(r) for s, r in self.manifest.stages.items() if r.get("status") in ("done", "skipped")
+        }
+        if previous is not None and recorded and not any("fingerprint" in r for r in recorded.values()):
+            # Written before fingerprints existed: its config.yaml is the config of its last run.
+            legacy = fingerprints.fingerprints(previous)
+            for stage, record in recorded.items():
+                record["fingerprint"] = legacy[stage]
+        stale = fingerprints.first_stale(recorded, self.fingerprints)
+        if from_stage is None:
+            if stale is not None:
+                raise ConfigError(fingerprints.stale_message(stale, previous, self.cfg, self.cfg.run_dir))
+            return
+        if stale is not None and fingerprints.STAGES.index(stale) < fingerprints.STAGES.index(from_stage):
+            raise ConfigError(
+                fingerprints.stale_message(stale, previous, self.cfg, self.cfg.run_dir)
+                + f" (--from {from_stage} would keep the stale {stale} outputs)"
+            )
+        redo = list(fingerprints.STAGES[fingerprints.STAGES.index(from_stage) :])
+        if "generate" in redo and (self.cfg.data.source != "synthetic" or self.cfg.data.path):
+            redo.remove("generate")  # a dataset folder the user points at is never deleted
+        removed = fingerprints.remove_outputs(self.run_dir, redo, self.log)
+        for relative in removed:
+            ray_env.remove(self.cfg.run_dir, relative)
+        self.manifest.forget(redo)
+
+    def _previous_config(self) -> ExperimentConfig | None:
+        from mmrec_ray.config import load_config
+        from mmrec_ray.errors import ConfigError
+
+        path = self.run_dir / "config.yaml"
+        if not path.exists():
+            return None
+        try:
+            return load_config(path)
+        except ConfigError as error:
+            self.log(
+                f"[config] {path} no longer loads ({error}); its outputs cannot be checked against this config"
+            )
+            return None
 
     # ----------------------------------------------------------------------------------------- helpers
     @property
@@ -88,7 +137,9 @@ class Pipeline:
         line = f"[{name}] {status} in {seconds:.1f}s" + (f" — {note}" if note else "")
         self.log(line)
         append_line(self.run_dir / "stages.log", f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}")
-        self.manifest.record(name, status, seconds)
+        # A stage skipped for another reason than current outputs (switched off, nothing to do) vouches for nothing.
+        vouches = status == "done" or skip_note == "outputs exist"
+        self.manifest.record(name, status, seconds, self.fingerprints[name] if vouches else None)
         ray_env.push(self.cfg.run_dir)
 
     # ----------------------------------------------------------------------------------------- stages
@@ -192,7 +243,7 @@ class Pipeline:
         from mmrec_ray.pipeline import tune
 
         if not self.cfg.tune.enabled:
-            self._stage("tune", False, lambda: None)
+            self._stage("tune", False, lambda: None, "tune.enabled is false")
             return {}
 
         def action():
@@ -228,7 +279,7 @@ class Pipeline:
         from mmrec_ray.pipeline import analyses
 
         if not self.cfg.analyses.enabled:
-            self._stage("analyses", False, lambda: None)
+            self._stage("analyses", False, lambda: None, "analyses.enabled is false")
             return
         needed = not analyses.is_done(self.cfg, self.run_dir)
         self._stage(
@@ -260,8 +311,9 @@ class Pipeline:
             self.log(f"  resume: removed {len(removed)} leftovers of an interrupted run ({names}{more})")
 
     # ----------------------------------------------------------------------------------------- all
-    def run(self) -> Path:
+    def run(self, from_stage: str | None = None) -> Path:
         self.discard_leftovers()
+        self.check_outputs_current(from_stage)
         self.manifest.write_config()
         self.manifest.write()
         try:
@@ -282,9 +334,12 @@ class Pipeline:
         return self.run_dir
 
 
-def run_pipeline(cfg: ExperimentConfig, log: Callable[[str], None] = print) -> Path:
+def run_pipeline(
+    cfg: ExperimentConfig, log: Callable[[str], None] = print, from_stage: str | None = None
+) -> Path:
+    """The whole pipeline; ``from_stage`` re-runs that stage and every later one (their outputs removed first)."""
     with RunLock(cfg.run_dir, log=log):
-        return Pipeline(cfg, log).run()
+        return Pipeline(cfg, log).run(from_stage)
 
 
 # --------------------------------------------------------------------------------------------------- CLI glue
@@ -299,6 +354,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="run directory: a local path or a URI (s3://, gs://); overrides run_dir",
     )
     add_override_argument(parser)
+    parser.add_argument(
+        "--from",
+        dest="from_stage",
+        choices=STAGES,
+        default=None,
+        help="re-run this stage and every later one, removing their outputs first (what a changed config needs; "
+        "a run refuses outputs made with another config and names this flag)",
+    )
     parser.add_argument(
         "--break-lock",
         action="store_true",
@@ -323,15 +386,18 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return cfg
 
 
-def run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = print) -> Path:
+def run_stage(
+    cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = print, from_stage: str | None = None
+) -> Path:
     """Run one stage of the pipeline (what `mmrec tune`, `mmrec train` and jobs/*.py call)."""
     with RunLock(cfg.run_dir, log=log):
-        return _run_stage(cfg, stage, log)
+        return _run_stage(cfg, stage, log, from_stage)
 
 
-def _run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None]) -> Path:
+def _run_stage(cfg: ExperimentConfig, stage: str, log: Callable[[str], None], from_stage: str | None) -> Path:
     pipeline = Pipeline(cfg, log)
     pipeline.discard_leftovers()
+    pipeline.check_outputs_current(from_stage)
     pipeline.manifest.write_config()
     try:
         if stage == "prepare":
