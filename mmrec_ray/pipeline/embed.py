@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mmrec_ray.embed.encoder import PACKAGED_ENCODER, SentenceEncoder, resolve_encoder
@@ -200,16 +199,21 @@ def _read_text(path: Path):
     if not path.exists():
         raise DataError(str(path), "text file not found (run `mmrec prepare` first, or pass --text)")
     if path.suffix == ".csv":
-        header = path.open().readline().strip().split(",")
-        missing = [c for c in TEXT_COLUMNS if c not in header]
-        if missing:
-            raise DataError(
-                str(path), f"missing column (expected: {', '.join(TEXT_COLUMNS)})", row=1, column=missing[0]
-            )
-        convert = pacsv.ConvertOptions(
-            column_types={"conversation_id": pa.int64(), "sentence_number": pa.int64(), "text": pa.string()}
+        # Read and checked here, as prepare reads the released tables (ids as exact integers, `123.0` included;
+        # long sentences; one line naming row and column): pyarrow's typed reader inside a Ray task would fail on
+        # those with a wrapped traceback instead.
+        from mmrec_ray.data.csvparse import parse_ids, read_string_columns
+
+        columns = read_string_columns(path, TEXT_COLUMNS)
+        table = pa.table(
+            {
+                "conversation_id": parse_ids(columns["conversation_id"], path, "conversation_id"),
+                "sentence_number": parse_ids(columns["sentence_number"], path, "sentence_number"),
+                "sentence_speaker": columns["sentence_speaker"],
+                "text": columns["text"],
+            }
         )
-        return ray.data.read_csv(str(path), convert_options=convert).select_columns(list(TEXT_COLUMNS))
+        return ray.data.from_arrow(table)
     schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
     missing = [c for c in TEXT_COLUMNS if c not in schema.names]
     if missing:

@@ -115,3 +115,14 @@ def test_csv_text_input_and_missing_column(ray_local, tiny_bert, run_dir, tmp_pa
     _text_frame(n=3).drop(columns=["text"]).to_csv(bad, index=False)
     with pytest.raises(DataError, match="column 'text'"):
         stage.run_embed(run_dir, text=bad, encoder=str(tiny_bert), force=True)
+    # Ids as the released files write them (floats such as 3.0) are read exactly; a fractional id is one line
+    # naming row and column, raised on the driver (not a pyarrow error wrapped by a Ray task).
+    floats = _text_frame(n=6)
+    floats["conversation_id"] = floats["conversation_id"].astype(float)
+    floats.to_csv(csv, index=False)
+    assert stage.run_embed(run_dir, text=csv, encoder=str(tiny_bert), force=True).sentences == 6
+    floats["sentence_number"] = floats["sentence_number"].astype(float)
+    floats.loc[4, "sentence_number"] = 2.5
+    floats.to_csv(bad, index=False)
+    with pytest.raises(DataError, match=r"row 6, column 'sentence_number'"):
+        stage.run_embed(run_dir, text=bad, encoder=str(tiny_bert), force=True)
