@@ -67,9 +67,17 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "relative_representation": ("event_kind", "is_conversation", "lengths", "targets"),
     "late_fusion": (),
     "popular": (),
+    # Beyond the paper (issue #16): the event tokens of Latent Feature; UiM's profile comes from the store.
+    "transformer": ("is_conversation", "event_conversation", "event_session", "lengths", "targets"),
+    "uim": ("is_conversation", "event_conversation", "event_session", "lengths", "targets"),
+    "uim_no_profile": ("is_conversation", "event_conversation", "event_session", "lengths", "targets"),
+    "uim_single_interest": ("is_conversation", "event_conversation", "event_session", "lengths", "targets"),
+    "uim_learned_feedback": ("is_conversation", "event_conversation", "event_session", "lengths", "targets"),
+    "uim_llm_feedback": (),
 }
 NO_EPOCHS = (  # see the module docstring
     "popular",
+    "uim_llm_feedback",
     "late_fusion",
     "relative_representation.conversation_encoder",
     "relative_representation.session_encoder",

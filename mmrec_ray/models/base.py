@@ -37,6 +37,7 @@ class Recommender(ABC):
     depends_on: ClassVar[tuple[str, ...]] = ()  # registry names fitted first (same seed) and passed to fit
     trains_on: ClassVar[str] = "all"  # "all" | "conversation" | "session" | "both": its training subset
     reported: ClassVar[bool] = True  # False for stage components that never appear in Table 3
+    display_name: ClassVar[str | None] = None  # the name tables show; None = evaluation.tables' own lookup
     tunable: ClassVar[tuple[str, ...]] = (
         "batch_size",
         "units",
