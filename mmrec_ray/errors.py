@@ -5,6 +5,7 @@ storage, missing permissions."""
 from __future__ import annotations
 
 import errno
+import re
 
 
 class MmrecError(Exception):
@@ -60,3 +61,72 @@ def storage_error(exc: BaseException, path: str | None = None, writing: bool = F
     what = "cannot write" if writing else what
     where = path or exc.filename
     return StorageError(f"{what}: {where}: {why} ({todo})" if where else f"{what}: {why} ({todo})")
+
+
+# --------------------------------------------------------------------------------------------------- from Ray
+_USER_ERROR_LINE = re.compile(r"mmrec_ray\.errors\.(\w+Error): (.+)")
+
+
+def user_error_in(exc: BaseException) -> MmrecError | None:
+    """The ``MmrecError`` (or fixable storage error) that ``exc`` wraps, if any.
+
+    Ray re-raises an error from a task, actor or trainer wrapped in its own exceptions (``RayTaskError``,
+    ``ActorDiedError``, ``TrainingFailedError``), with the original as ``cause``, ``__cause__`` or only as text
+    when it could not travel back; the one line the user should read is the original's."""
+    seen: set[int] = set()
+    queue: list[BaseException] = [exc]
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(current, MmrecError) and not isinstance(cause, BaseException) and "\n" not in str(current):
+            return current
+        # Ray's RayTaskError subclasses the original's class too (isinstance holds), but its text is the whole
+        # remote traceback: the original is its `cause`.
+        storage = storage_error(current)
+        if storage is not None:
+            return storage
+        for attribute in ("cause", "base_exception", "__cause__", "__context__"):
+            inner = getattr(current, attribute, None)
+            if isinstance(inner, BaseException):
+                queue.append(inner)
+        for inner in (
+            getattr(current, "exceptions", None) or ()
+        ):  # exception groups, Train's per-worker errors
+            if isinstance(inner, BaseException):
+                queue.append(inner)
+    matches = _USER_ERROR_LINE.findall(str(exc))
+    if matches:
+        kind, message = matches[-1]
+        return {"DataError": MmrecError, "ConfigError": ConfigError, "StorageError": StorageError}.get(
+            kind, MmrecError
+        )(message.strip())
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """What to print of ``exc`` in a one-line message: the user error it wraps, else its last line (Ray puts the
+    original ``Type: message`` last, after the remote traceback)."""
+    inner = user_error_in(exc)
+    if inner is not None:
+        return str(inner)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------------- hints
+# How the user gave their settings: as command flags (`mmrec embed --num-gpus 1`) or through a config (`mmrec run
+# --set embed.num_gpus=1`, jobs/*.py). A hint must name what the user can type in the command they ran.
+_settings_from = {"kind": "flags"}
+
+
+def settings_from_config() -> None:
+    """Called by the pipeline entry points: from here on, hints name ``--set section.key=value``."""
+    _settings_from["kind"] = "config"
+
+
+def hint(config_key: str, value, command_flag: str) -> str:
+    """``--set embed.num_gpus=0`` under a config-driven run, else the command's own flag (``--num-gpus 0``)."""
+    return f"--set {config_key}={value}" if _settings_from["kind"] == "config" else command_flag

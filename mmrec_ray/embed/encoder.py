@@ -51,6 +51,23 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
+def check_loadable(name_or_path: str, key: str = "encoder") -> None:
+    """Fail before any work when the encoder cannot load: a missing folder, or a hub name that is not in the
+    Hugging Face cache while the hub is off (``HF_HUB_OFFLINE=1``, as `make run` sets it). Inside the Ray Data
+    actor the same failure would surface as an ActorDiedError hundreds of lines long, after the earlier stages."""
+    path = resolve_encoder(name_or_path)
+    if Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") != "1":
+        return  # a local folder (config.json checked), or a hub that may be reached
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(path, "config.json")
+    if not isinstance(cached, str):
+        raise ConfigError(
+            f"{key} '{name_or_path}' is neither a local model folder nor in the Hugging Face cache, and the hub is "
+            "off (HF_HUB_OFFLINE=1): point it at a local folder, or download the model once with the hub on"
+        )
+
+
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``auto`` = bf16 on a GPU (tensor cores, half the memory traffic), fp32 on CPU (bf16 is slow there)."""
     if dtype == "auto":

@@ -52,7 +52,7 @@ from mmrec_ray.embed.encoder import PACKAGED_ENCODER, SentenceEncoder, resolve_e
 from mmrec_ray.embed.stage_output import MANIFEST, OUTPUT_DIR
 from mmrec_ray.embed.stage_output import TEXT_FILE as DEFAULT_TEXT
 from mmrec_ray.embed.stage_output import file_fingerprint as _fingerprint
-from mmrec_ray.errors import DataError, MmrecError
+from mmrec_ray.errors import DataError, MmrecError, hint
 
 TEXT_COLUMNS = ("conversation_id", "sentence_number", "sentence_speaker", "text")
 __all__ = ["DEFAULT_TEXT", "MANIFEST", "OUTPUT_DIR", "run_embed", "read_embeddings", "check_resources"]
@@ -153,7 +153,8 @@ def check_resources(num_gpus: float, num_actors: int, num_cpus_per_actor: float)
         if have_gpus < need:
             raise MmrecError(
                 f"embed asks for {num_gpus:g} GPU per actor x {num_actors} actor(s) = {need:g} GPU(s), but the Ray "
-                f"cluster has {have_gpus:g} GPU(s) (CPU={total.get('CPU', 0):g}); use --num-gpus 0 for CPU actors, "
+                f"cluster has {have_gpus:g} GPU(s) (CPU={total.get('CPU', 0):g}); use "
+                f"{hint('embed.num_gpus', 0, '--num-gpus 0')} for CPU actors, "
                 "fewer actors, or start GPU nodes first"
             )
         per_node = [
@@ -170,9 +171,11 @@ def check_resources(num_gpus: float, num_actors: int, num_cpus_per_actor: float)
     # Actors hold their CPUs for the whole stage; reading and tokenizing need at least one more.
     need_cpus = num_cpus_per_actor * num_actors + 1
     if have_cpus < need_cpus:
+        fits = max(1, int((have_cpus - 1) // max(num_cpus_per_actor, 1e-9)))
         raise MmrecError(
             f"embed asks for {num_actors} actor(s) x {num_cpus_per_actor:g} CPU(s) plus 1 CPU for reading and "
-            f"tokenizing = {need_cpus:g} CPUs, but the Ray cluster has {have_cpus:g}; use fewer actors"
+            f"tokenizing = {need_cpus:g} CPUs, but the Ray cluster has {have_cpus:g}; use fewer actors "
+            f"({hint('embed.num_actors', fits, f'--num-actors {fits}')})"
         )
 
 

@@ -136,3 +136,27 @@ def remove(run_dir: str | os.PathLike, relative: str) -> None:
         filesystem.delete_dir(path)
     elif info.type == pafs.FileType.File:
         filesystem.delete_file(path)
+
+
+def require_per_node(what: str, needs: dict[str, tuple[float, str, str]]) -> None:
+    """Fail now when one unit of ``what`` (a trial, a worker) needs more of a resource than any node of the Ray
+    cluster has: Tune and Train would otherwise leave it pending forever, printing only resource warnings.
+    ``needs``: resource ("CPU", "GPU") -> (amount per unit, config key, the command's own flag for the fix)."""
+    import ray
+
+    from mmrec_ray.errors import ConfigError, hint
+
+    nodes = [n for n in ray.nodes() if n.get("Alive", n.get("alive"))]
+    for resource, (amount, key, flag) in needs.items():
+        if amount <= 0:
+            continue
+        largest = max((float(n["Resources"].get(resource, 0.0)) for n in nodes), default=0.0)
+        if largest < amount:
+            fix = 0 if resource == "GPU" else largest
+            advice = (
+                "to run on CPUs, or start GPU nodes first" if resource == "GPU" else "or start larger nodes"
+            )
+            raise ConfigError(
+                f"{what} ask for {amount:g} {resource}(s) each, but no node of the Ray cluster has that many "
+                f"(largest: {largest:g}); use {hint(key, f'{fix:g}', flag)} {advice}"
+            )

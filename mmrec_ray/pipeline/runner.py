@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmrec_ray.config import ExperimentConfig, add_override_argument
+from mmrec_ray.errors import settings_from_config
 from mmrec_ray.io import append_line, discard_temporary_files
 from mmrec_ray.pipeline import fingerprints, ray_env
 from mmrec_ray.pipeline.lock import RunLock, break_lock
@@ -131,7 +132,7 @@ class Pipeline:
         if not needed:
             status, note = "skipped", skip_note
         else:
-            note = action() or ""
+            note = self._guarded(name, action) or ""
             status = "done"
         seconds = time.perf_counter() - started
         line = f"[{name}] {status} in {seconds:.1f}s" + (f" — {note}" if note else "")
@@ -141,6 +142,40 @@ class Pipeline:
         vouches = status == "done" or skip_note == "outputs exist"
         self.manifest.record(name, status, seconds, self.fingerprints[name] if vouches else None)
         ray_env.push(self.cfg.run_dir)
+
+    def _guarded(self, name: str, action: Callable[[], str | None]) -> str | None:
+        """Run a stage's action. An error raised inside Ray (a task, an actor, a trainer) arrives wrapped in
+        Ray's exceptions, hundreds of lines long: the full trace goes to ``RUN_DIR/logs/{stage}.error.log`` and a
+        user error inside it (bad data, bad config, a full disk) becomes its own one line. Anything else is a
+        bug and keeps its traceback."""
+        from mmrec_ray.errors import MmrecError, one_line, user_error_in
+
+        try:
+            return action()
+        except MmrecError as exc:
+            if "\n" not in str(exc):  # ours, already one line; Ray's wrapper of one subclasses it too
+                raise
+            trace = self._write_trace(name, exc)
+            inner = user_error_in(exc) or exc
+            kind = type(inner) if type(inner).__init__ is MmrecError.__init__ else MmrecError
+            raise kind(f"{one_line(inner)} (full trace: {trace})") from exc
+        except Exception as exc:
+            trace = self._write_trace(name, exc)
+            inner = user_error_in(exc)
+            if inner is None:
+                raise
+            # Keep the kind (ConfigError, StorageError) where it takes just a message; DataError's fields are in
+            # its text already.
+            kind = type(inner) if type(inner).__init__ is MmrecError.__init__ else MmrecError
+            raise kind(f"{inner} (full trace: {trace})") from exc
+
+    def _write_trace(self, name: str, exc: BaseException) -> Path:
+        import traceback
+
+        path = self.run_dir / "logs" / f"{name}.error.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)))
+        return path
 
     # ----------------------------------------------------------------------------------------- stages
     def generate(self) -> None:
@@ -311,9 +346,26 @@ class Pipeline:
             self.log(f"  resume: removed {len(removed)} leftovers of an interrupted run ({names}{more})")
 
     # ----------------------------------------------------------------------------------------- all
+    def preflight(self) -> None:
+        """What can be checked before any work: the encoder the embed stage will load. (Model names, value
+        ranges and relations are checked when the config loads; GPUs when Ray is up, by each Ray stage.)"""
+        from mmrec_ray.embed import stage_output
+
+        d, e = self.cfg.data, self.cfg.embed
+        text = (d.source == "synthetic" and d.text) or self.embeds_text
+        if (
+            text
+            and not self._tensors_prepared()
+            and not stage_output.is_current(self.run_dir, e.encoder, e.max_length)
+        ):
+            from mmrec_ray.embed.encoder import check_loadable
+
+            check_loadable(e.encoder, key="embed.encoder")
+
     def run(self, from_stage: str | None = None) -> Path:
         self.discard_leftovers()
         self.check_outputs_current(from_stage)
+        self.preflight()
         self.manifest.write_config()
         self.manifest.write()
         try:
@@ -338,6 +390,7 @@ def run_pipeline(
     cfg: ExperimentConfig, log: Callable[[str], None] = print, from_stage: str | None = None
 ) -> Path:
     """The whole pipeline; ``from_stage`` re-runs that stage and every later one (their outputs removed first)."""
+    settings_from_config()
     with RunLock(cfg.run_dir, log=log):
         return Pipeline(cfg, log).run(from_stage)
 
@@ -390,6 +443,7 @@ def run_stage(
     cfg: ExperimentConfig, stage: str, log: Callable[[str], None] = print, from_stage: str | None = None
 ) -> Path:
     """Run one stage of the pipeline (what `mmrec tune`, `mmrec train` and jobs/*.py call)."""
+    settings_from_config()
     with RunLock(cfg.run_dir, log=log):
         return _run_stage(cfg, stage, log, from_stage)
 

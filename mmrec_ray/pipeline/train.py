@@ -249,6 +249,15 @@ def run_fit(
     total = sum(len(m) for m, _ in plans.values())
     if not total:
         return 0
+    from mmrec_ray.pipeline.ray_env import require_per_node
+
+    require_per_node(
+        "fit workers",
+        {
+            "CPU": (cfg.fit.cpus_per_worker, "fit.cpus_per_worker", "--set fit.cpus_per_worker=1"),
+            "GPU": (cfg.fit.gpus_per_worker, "fit.gpus_per_worker", "--set fit.gpus_per_worker=0"),
+        },
+    )
     data_ref = ray.put(PreparedData.load(run_dir / "prepared" / "tensors", mmap=False))
     drive = ray.remote(num_cpus=0)(_drive)
     log(f"  fit: {total} (model, seed) fits in {len(plans)} seed trainers")
@@ -275,7 +284,9 @@ def run_fit(
             outputs, restored = ray.get(ready[0])
         except Exception as exc:  # the other seeds finish and are written; a re-run resumes this one
             failures[seed] = exc
-            log(f"  fit seed {seed}: FAILED after {time.perf_counter() - started:.0f}s: {exc}")
+            from mmrec_ray.errors import one_line
+
+            log(f"  fit seed {seed}: FAILED after {time.perf_counter() - started:.0f}s: {one_line(exc)}")
             continue
         for name, (payload, frame) in outputs.items():
             atomic_write(checkpoint_path(run_dir, name, seed), lambda p, b=payload: p.write_bytes(b))
@@ -289,11 +300,18 @@ def run_fit(
         )
         log(f"  fit seed {seed}: {len(outputs)} models in {time.perf_counter() - started:.0f}s{resumed}")
     if failures:
-        from mmrec_ray.errors import MmrecError
+        import traceback
 
+        from mmrec_ray.errors import MmrecError, one_line
+
+        traces = Path(run_dir) / "logs"
+        traces.mkdir(parents=True, exist_ok=True)
+        for failed, exc in failures.items():
+            (traces / f"fit-seed{failed}.error.log").write_text("".join(traceback.format_exception(exc)))
         seed, first = next(iter(failures.items()))
         raise MmrecError(
             f"fit failed for seed(s) {sorted(failures)} ({written} other (model, seed) fits were written); "
-            f"re-run to resume from the last checkpoint. First error (seed {seed}): {first}"
+            f"re-run to resume from the last checkpoint. First error (seed {seed}): {one_line(first)} "
+            f"(full trace: {traces / f'fit-seed{seed}.error.log'})"
         ) from first
     return written

@@ -361,6 +361,15 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
     log(f"  tune level {k} ({', '.join(names)}): {len(points)} trials")
     if not points:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
+    from mmrec_ray.pipeline.ray_env import require_per_node
+
+    require_per_node(
+        "tune trials",
+        {
+            "CPU": (cfg.tune.cpus_per_trial, "tune.cpus_per_trial", "--set tune.cpus_per_trial=1"),
+            "GPU": (cfg.tune.gpus_per_trial, "tune.gpus_per_trial", "--set tune.gpus_per_trial=0"),
+        },
+    )
     payload_refs = {name: dependency_payloads[name] for name in dependency_payloads}
     trainable = tune.with_resources(
         tune.with_parameters(_trial, data=data_ref, dependencies=payload_refs),
@@ -402,6 +411,17 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
         # Tune's own SIGINT handler ends fit() quietly, with the experiment saved and trials unfinished:
         # the run is interrupted, not done (the level resumes from that state on the next run).
         raise KeyboardInterrupt
+    failed = [result for result in results if result.error is not None]
+    if failed:
+        # An errored trial has no loss: selecting among the others (or falling back to the configured
+        # parameters when none is left) would hide a bug or a bad config behind a plausible-looking table.
+        from mmrec_ray.errors import MmrecError, one_line
+
+        names = ", ".join(Path(r.path).name for r in failed[:3]) + (" ..." if len(failed) > 3 else "")
+        raise MmrecError(
+            f"tune level {k}: {len(failed)} of {len(results)} trials failed ({names}): {one_line(failed[0].error)} "
+            f"(Tune's trace: {Path(failed[0].path) / 'error.txt'}; re-run to retry them)"
+        )
     rows = []
     for result in results:
         config = result.config["trial"] if "trial" in (result.config or {}) else result.config
