@@ -7,7 +7,7 @@ made elsewhere, in the same long form), then writes
   ``map_test`` vs the reference model, every k), ``table3.md``, ``table3.tex``, ``table3.csv``,
   ``seed_summary.csv`` (mean ± std over seeds, every k), ``bootstrap_ci.csv`` (95 % CIs), ``pairwise_tests.csv`` (all pairs, Holm) and
   ``friedman.csv`` (average ranks, Friedman test, Nemenyi CD) at the main cut-off;
-- ``RUN_DIR/figures/``: ``map_at_k.png``, ``hr_at_k.png`` (paper Fig. 6) and ``cd_diagram.png``.
+- ``RUN_DIR/figures/``: ``map_at_k``, ``hr_at_k`` (paper Fig. 6) and ``cd_diagram``, each as PNG, PDF and SVG.
 
 Every file is written atomically; re-running recomputes everything from the predictions (cheap) and
 overwrites, so the outputs always match the predictions present.
@@ -123,6 +123,8 @@ def aggregate(
             evaluation.per_pe, reference, ks, alpha, n_test=n_test, hr_test=hr_test, map_test=map_test
         )
         significance = _in_table_order(significance)
+        # The level the ``significant`` column was drawn at, so that the report states the marks' own alpha.
+        significance["alpha"] = alpha
     else:
         messages.append(
             f"reference model {reference!r} has no predictions (models: {sorted(models)}): "
@@ -140,6 +142,7 @@ def aggregate(
         alpha,
         hr_test=hr_test,
         map_test=map_test,
+        per_pe=evaluation.per_pe,
     )
     paths["results/table3.md"] = atomic_write_text(results / "table3.md", table.to_markdown())
     paths["results/table3.tex"] = atomic_write_text(results / "table3.tex", table.to_latex())
@@ -166,13 +169,17 @@ def aggregate(
     paths["results/friedman.csv"] = _write_csv(results / "friedman.csv", friedman_frame)
 
     from mmrec_ray.evaluation.figures import (  # matplotlib only when plotting
+        figure_paths,
         plot_cd_diagram,
         plot_metric_at_k,
     )
 
-    paths["figures/map_at_k.png"] = plot_metric_at_k(evaluation.metrics, figures / "map_at_k.png", "map")
-    paths["figures/hr_at_k.png"] = plot_metric_at_k(evaluation.metrics, figures / "hr_at_k.png", "hr")
-    paths["figures/cd_diagram.png"] = plot_cd_diagram(friedman, figures / "cd_diagram.png")
+    plot_metric_at_k(evaluation.metrics, figures / "map_at_k.png", "map")
+    plot_metric_at_k(evaluation.metrics, figures / "hr_at_k.png", "hr")
+    plot_cd_diagram(friedman, figures / "cd_diagram.png")
+    for name in ("map_at_k", "hr_at_k", "cd_diagram"):
+        for path in figure_paths(figures / f"{name}.png").values():
+            paths[f"figures/{path.name}"] = path
 
     for message in messages:
         say(f"aggregate: {message}")

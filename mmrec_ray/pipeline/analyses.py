@@ -153,7 +153,16 @@ def run_analyses(
         if use_ray:
             ensure_ray()
         run_shuffle_fits(cfg, run_dir, data, use_ray, log)
-        A.shuffle_study(run_dir, names, k, alpha, data=data, echo=log)
+        A.shuffle_study(
+            run_dir,
+            names,
+            k,
+            alpha,
+            data=data,
+            echo=log,
+            hr_test=cfg.evaluation.hr_test,
+            map_test=cfg.evaluation.map_test,
+        )
         done.append("shuffle")
     if "num_events" in todo and names:
         A.number_of_events(run_dir, names, a.max_events, k, data=data, training=training, echo=log)

@@ -133,7 +133,7 @@ def test_aggregate_writes_every_output_and_table3(run_dir, tmp_path, capsys):
     for model in ALL_MODELS:
         assert f"| {DISPLAY_NAMES[model]} |" in md
     assert "| my_model |" in md
-    assert "\\*" in md and "**" in md and "%)" in md
+    assert "▼" in md and "**" in md and "%)" in md  # marks carry their direction (Popular: worse)
     rows = {
         line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
         for line in md.splitlines()

@@ -149,7 +149,15 @@ def test_report_contains_every_table_and_figure(full_run, capsys):
     # Provenance and the automatic summary.
     assert "abc123" in html_text and "reporttest" in html_text
     summary = html_text.split('<section id="summary">')[1].split("</section>")[0]
-    assert "has the highest MAP@3" in summary and "Holm" in summary and "Shuffling the event order" in summary
+    assert "has the highest MAP@3" in summary and "Shuffling the event order" in summary
+    assert "marks of Table 3" in summary and "<li><strong>Union MAP@3</strong> vs Latent Feature: " in summary
+    assert "Modality ablation on" in summary and "bootstrap CI of the change excludes zero" in summary
+    # Figures for a paper: PDF and SVG beside each PNG, named in the caption.
+    for figure in FIGURES:
+        assert (full_run / figure).with_suffix(".pdf").exists() and (full_run / figure).with_suffix(
+            ".svg"
+        ).exists()
+        assert f"<code>{figure[:-4]}.pdf</code>" in html_text
     assert "None: every table and figure of the report is present." in html_text
 
 

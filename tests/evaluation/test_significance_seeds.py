@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mmrec_ray.evaluation import report
+from mmrec_ray.evaluation.report import Report, Section, summary_blocks, to_markdown
 from mmrec_ray.evaluation.significance import (
     HR_TESTS,
     MAP_TESTS,
@@ -250,23 +250,15 @@ def test_report_summary_names_the_tests_of_the_csvs(tmp_path):
         | {"mean": [0.5, 0.4], "std": 0.01, "n_seeds": 5}
     ).to_csv(results / "seed_summary.csv", index=False)
     pd.DataFrame(
-        {
-            "subset": ["union"],
-            "metric": ["map"],
-            "k": [3],
-            "model_a": ["keyword"],
-            "model_b": ["latent_feature"],
-        }
-        | {"test": ["wilcoxon"], "value_a": [0.4], "value_b": [0.5], "significant": [True], "p_holm": [0.01]}
-    ).to_csv(results / "pairwise_tests.csv", index=False)
-    pd.DataFrame(
         {"model": ["keyword"] * 2, "reference": "latent_feature", "subset": "union", "metric": ["hr", "map"]}
         | {"k": 3, "test": ["cmh_clustered_chi2", "wilcoxon"], "p_value": 0.01, "significant": True}
+        | {"value": [0.3, 0.4], "reference_value": [0.6, 0.5]}
     ).to_csv(results / "significance.csv", index=False)
-    text = " ".join(report._summary(tmp_path, 3, 0.05))
-    assert "After Holm correction (Wilcoxon signed-rank on per-PE AP averaged over seeds" in text
-    assert "Latent Feature (Wilcoxon signed-rank on per-PE AP averaged over seeds, MAP@3" in text
-    assert "McNemar" not in text and "ANOVA" not in text
+    text = to_markdown(Report("t", tmp_path, [Section("s", "s", summary_blocks(tmp_path, 3, 0.05))]))
+    assert "HR: McNemar over (seed, PE) pairs combined across seeds, variance clustered by PE" in text
+    assert "MAP: Wilcoxon signed-rank on per-PE AP averaged over seeds" in text
+    assert "ANOVA" not in text and "majority" not in text
+    assert "**Union MAP@3** vs Latent Feature: ▼ significantly worse: Keyword." in text
 
 
 def test_many_discordant_pes_with_mixed_magnitudes_use_the_chi_square():

@@ -70,18 +70,21 @@ def test_table3_cells_marks_best_and_relative_change():
         "Keyword",
         "Latent Feature",
     }
-    assert "0.4000\\*" in lines["Popular"]
+    # Marks show their direction: Popular is significantly worse than Latent Feature.
+    assert "0.4000▼" in lines["Popular"] and "0.5000▼" in lines["Conversation"]
     assert "**0.7100** (+10.94%)" in lines["Latent Feature"]
     assert "0.6600 (+3.13%)" in lines["Keyword"]
     assert lines["Conversation"].split(" | ")[1] == "-"  # union not served
     assert "**0.5500**" in lines["Latent Feature"]
     tex = table.to_latex()
-    assert r"\textbf{0.7100} (+10.94\%)" in tex and r"0.4000$^{*}$" in tex
+    assert r"\textbf{0.7100}{\scriptsize$\pm$0.0141} (+10.94\%)" in tex
+    assert r"0.4000{\scriptsize$\pm$0.0000}$^{\blacktriangledown}$" in tex
     frame = table.to_frame()
     assert frame.loc[frame["model"] == "latent_feature", "union_hr@3_std"].iloc[0] == pytest.approx(
         0.0141421, abs=1e-6
     )
     assert bool(frame.loc[frame["model"] == "popular", "union_hr@3_significant"].iloc[0])
+    assert frame.loc[frame["model"] == "popular", "union_hr@3_direction"].iloc[0] == "worse"
 
 
 def test_fixed_strongest_baseline_as_in_the_paper():
