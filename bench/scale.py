@@ -127,7 +127,7 @@ def measure_scale(scale: float, workdir: Path, threads: int = 1, embedding_dim: 
         env,
     )  # fmt: skip
     out["prepare"] = run_measured(
-        cli + ["prepare", "--data", str(data_dir), "--out", str(run_dir), "--force"], env
+        cli + ["prepare", "--data", str(data_dir), "--run-dir", str(run_dir), "--force"], env
     )
     tensors = str(run_dir / "prepared" / "tensors")
     seconds, peak = run_measured([python, "-c", _EPOCH, tensors, str(threads)], env)

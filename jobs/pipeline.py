@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    run_pipeline(config_from_args(args), from_stage=args.from_stage)
+    run_pipeline(config_from_args(args), from_stage=args.from_stage, stages=args.stages)
     return 0
 
 

@@ -1,7 +1,9 @@
 """mmrec: recommendations from multi-modal user interactions (Bruun et al., SIGIR 2024), on Ray.
 
 Each sub-command lives in ``mmrec_ray/commands/<name>.py`` and defines
-``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int | None``; they are discovered automatically."""
+``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int | None``; they are discovered automatically.
+Building the parser imports only those modules' top level, which keeps torch, Ray and pandas out (``mmrec
+--help`` is instant): a command imports what its work needs inside ``run``."""
 
 from __future__ import annotations
 
@@ -28,12 +30,40 @@ def _commands(only: str | None = None) -> dict[str, object]:
     return {name: importlib.import_module(f"mmrec_ray.commands.{name}") for name in names}
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked: reading the installed metadata costs `mmrec --help` time."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("mmrec_ray")
+        except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+            from mmrec_ray import __version__ as version
+        print(f"{parser.prog} {version}")
+        parser.exit()
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmrec", description=__doc__.splitlines()[0])
+    from mmrec_ray.commands._options import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="mmrec",
+        description=__doc__.splitlines()[0],
+        epilog='`mmrec COMMAND --help` lists a command\'s options; README.md, section "Command reference", all of '
+        "them and the names they share.",
+    )
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _commands(only).items():
         command_parser = sub.add_parser(
-            name, help=getattr(module, "HELP", ""), description=getattr(module, "HELP", "")
+            name,
+            help=getattr(module, "HELP", ""),
+            description=getattr(module, "HELP", ""),
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)

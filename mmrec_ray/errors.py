@@ -37,7 +37,7 @@ class StorageError(MmrecError):
 
 
 _RESUME = "free space there, then re-run: finished work is kept"
-_ELSEWHERE = "or pass another --storage/--out"
+_ELSEWHERE = "or pass another --run-dir/--out"
 # errno -> (what failed, why, what to do); the errors outside this table are bugs and keep their traceback.
 _STORAGE_ERRORS = {
     errno.ENOSPC: ("cannot write", "no space left on device", _RESUME),
@@ -81,7 +81,11 @@ def user_error_in(exc: BaseException) -> MmrecError | None:
             continue
         seen.add(id(current))
         cause = getattr(current, "cause", None)
-        if isinstance(current, MmrecError) and not isinstance(cause, BaseException) and "\n" not in str(current):
+        if (
+            isinstance(current, MmrecError)
+            and not isinstance(cause, BaseException)
+            and "\n" not in str(current)
+        ):
             return current
         # Ray's RayTaskError subclasses the original's class too (isinstance holds), but its text is the whole
         # remote traceback: the original is its `cause`.

@@ -32,7 +32,7 @@ def _one_line(err: str) -> str:
     ],
 )
 def test_set_with_invalid_yaml_is_one_line(tmp_path, capsys, override, detail):
-    code = main(["run", "--config", TINY, "--storage", str(tmp_path / "run"), "--set", override])
+    code = main(["run", "--config", TINY, "--run-dir", str(tmp_path / "run"), "--set", override])
     line = _one_line(capsys.readouterr().err)
     assert code == 2
     assert line.startswith("mmrec run: error: --set") and repr(override) in line and detail in line, line
@@ -51,7 +51,7 @@ def test_full_disk_during_prepare_is_one_line_and_leaves_no_partial_files(tmp_pa
         return real_save(handle, array, **kwargs)
 
     monkeypatch.setattr(np, "save", disk_full)
-    code = main(["prepare", "--data", str(data), "--out", str(run)])
+    code = main(["prepare", "--data", str(data), "--run-dir", str(run)])
     line = _one_line(capsys.readouterr().err)
     assert code == 2
     assert line.startswith("mmrec prepare: error: cannot write: ") and "no space left on device" in line
@@ -87,7 +87,7 @@ def test_run_on_read_only_storage_is_one_line(tmp_path, capsys, monkeypatch):
     (run / "config.yaml").write_text("finished: yes\n")  # a run finished earlier, now on read-only storage
     _read_only(monkeypatch, run)
     try:
-        code = main(["run", "--config", TINY, "--storage", str(run)])
+        code = main(["run", "--config", TINY, "--run-dir", str(run)])
     finally:
         run.chmod(0o755)
     line = _one_line(capsys.readouterr().err)
@@ -114,7 +114,7 @@ def test_storage_os_errors_from_anywhere_are_one_line(tmp_path, capsys, monkeypa
         raise OSError(code, os.strerror(code), "/storage/run/prepared/x.parquet")
 
     monkeypatch.setattr(command, "prepare", fail)
-    assert main(["prepare", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert main(["prepare", "--data", str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "/storage/run/prepared/x.parquet" in line and why in line, line
 
@@ -128,4 +128,4 @@ def test_other_os_errors_keep_their_traceback(tmp_path, monkeypatch):
 
     monkeypatch.setattr(command, "prepare", fail)
     with pytest.raises(OSError):
-        main(["prepare", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+        main(["prepare", "--data", str(tmp_path), "--run-dir", str(tmp_path / "run")])

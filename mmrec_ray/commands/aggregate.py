@@ -10,8 +10,10 @@ HELP = "evaluate every prediction of a run, test significance, write Table 3 (md
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--run", required=True, help="run directory (prepared/tensors and predictions/ inside)"
+    from mmrec_ray.commands._options import add_run_dir_argument
+
+    add_run_dir_argument(
+        parser, "run directory (prepared/tensors and predictions/ inside)", required=True, dest="run"
     )
     parser.add_argument(
         "--predictions",

@@ -1,4 +1,4 @@
-"""`mmrec analyze --run RUN_DIR`: the paper's section 7 analyses and the modality ablation on a fitted run.
+"""`mmrec analyze --run-dir RUN_DIR`: the paper's section 7 analyses and the modality ablation on a fitted run.
 
 Settings come from ``--config`` (default: the run's own resolved ``RUN_DIR/config.yaml`` when there is one);
 without a config the models and seeds are read from the run's checkpoints. The shuffle study retrains on Ray
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmrec_ray.commands._options import add_config_argument, add_run_dir_argument
 from mmrec_ray.config import add_override_argument
 
 HELP = "run the analyses (event-order shuffle, number of events, t-SNE, modality ablation) on a fitted run"
@@ -17,10 +18,14 @@ ANALYSES = ("shuffle", "num_events", "tsne", "ablation")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--run", required=True, help="run directory (prepared/tensors, checkpoints/, predictions/)"
+    add_run_dir_argument(
+        parser, "run directory (prepared/tensors, checkpoints/, predictions/)", required=True
     )
-    parser.add_argument("--config", help="experiment YAML (default: RUN_DIR/config.yaml if present)")
+    add_config_argument(
+        parser,
+        help="experiment config, a YAML path or a packaged name (default: RUN_DIR/config.yaml if present, else "
+        "the models and seeds of the run's checkpoints)",
+    )
     parser.add_argument(
         "--only", help=f"comma-separated subset of {','.join(ANALYSES)} (default: every enabled, pending one)"
     )
@@ -35,7 +40,7 @@ def _config(args: argparse.Namespace):
     from mmrec_ray.evaluation.analyses import checkpoint_seeds
     from mmrec_ray.models import registry
 
-    run_dir = Path(args.run)
+    run_dir = Path(args.run_dir)
     path = args.config or (run_dir / "config.yaml" if (run_dir / "config.yaml").exists() else None)
     cfg = load_config(path, args.overrides)
     if path is None:  # no config: what the run really fitted

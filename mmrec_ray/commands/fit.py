@@ -1,12 +1,15 @@
-"""`mmrec fit`: train models locally (no Ray) on a prepared run and write test predictions and checkpoints.
+"""`mmrec fit`: the final fits of every model and seed — the pipeline's fit stage on Ray Train, or ``--local`` in
+this process without Ray.
 
-Writes, per (model, seed): RUN_DIR/predictions/{model}__seed{seed}.parquet (test PEs, long format),
+Stage (default): what `mmrec run` runs after tune, with the same ``--config``/``--run-dir``/``--set`` and each
+model's best config from RUN_DIR/tune/; writes RUN_DIR/predictions/ and RUN_DIR/checkpoints/.
+
+``--local`` (implied by ``--model``): train the named models on a prepared RUN_DIR (from `mmrec prepare`) and write,
+per (model, seed): RUN_DIR/predictions/{model}__seed{seed}.parquet (test PEs, long format),
 RUN_DIR/checkpoints/{model}/seed={seed}.pt, and per model RUN_DIR/fit/{model}/config.yaml (resolved params,
 training settings, seeds, data fingerprint, versions). Re-running skips pairs whose predictions exist; a
-dependency (e.g. Conversation for Late Fusion) whose checkpoint exists is loaded, not retrained.
-
-``--set`` overrides: ``units=64`` (every model's hyperparameter), ``conversation.units=64`` (one model's),
-``training.max_epochs=3`` or any other experiment-config key.
+dependency (e.g. Conversation for Late Fusion) whose checkpoint exists is loaded, not retrained. Its ``--set``
+also takes hyperparameters: ``units=64`` (every model's), ``conversation.units=64`` (one model's).
 """
 
 from __future__ import annotations
@@ -19,38 +22,65 @@ from pathlib import Path
 
 import yaml
 
-from mmrec_ray.config import (
-    ExperimentConfig,
-    ModelParams,
-    add_override_argument,
-    apply_overrides,
-    from_dict,
-    load_yaml,
-)
-from mmrec_ray.data.features import FeatureStore
-from mmrec_ray.data.tensors import PreparedData
+from mmrec_ray.commands._options import add_pipeline_arguments
+from mmrec_ray.config import ExperimentConfig, ModelParams, apply_overrides, from_dict, load_yaml
 from mmrec_ray.errors import ConfigError
-from mmrec_ray.io import atomic_write_text
 from mmrec_ray.models import registry
-from mmrec_ray.models.params import default_params
-from mmrec_ray.training import runner
-from mmrec_ray.training.loop import resolve_device
 
-HELP = "train models locally on a prepared run; write test predictions, checkpoints and resolved configs"
+HELP = "final fits of every model and seed: the Ray Train stage, or --local for named models without Ray"
+DEFAULT_CONFIG = "demo"
 
 _PARAM_FIELDS = {f.name for f in dataclasses.fields(ModelParams)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--run", required=True, help="run directory holding prepared/tensors (from `mmrec prepare`)"
+    add_pipeline_arguments(
+        parser,
+        config_default=None,
+        config_help=f"experiment config: a YAML path or a packaged name (default: {DEFAULT_CONFIG}; with --local "
+        "the built-in defaults)",
+        run_dir_help="run directory: a local path or a URI (s3://, gs://) for the stage; with --local a prepared "
+        "run (RUN_DIR/prepared/tensors from `mmrec prepare`)",
+        set_help="override a config key, e.g. training.max_epochs=3; with --local also a hyperparameter, e.g. "
+        "units=64 or conversation.units=64; repeatable",
+        deprecated=("--storage", "--run"),
     )
-    parser.add_argument("--model", required=True, help="model name(s), comma-separated; see the registry")
     parser.add_argument(
-        "--seeds", default=None, help="comma-separated seeds (default: the config's fit.seeds)"
+        "--local",
+        action="store_true",
+        help="train in this process, without Ray: the --model(s) on a prepared --run-dir, with the config's "
+        "hyperparameters (no tuning)",
     )
-    parser.add_argument("--config", default=None, help="experiment config YAML (hyperparameters, training)")
-    add_override_argument(parser, help="override, e.g. units=64, training.max_epochs=3")
+    parser.add_argument(
+        "--model",
+        metavar="NAMES",
+        help="with --local (implied): model name(s), comma-separated; `mmrec models` lists them",
+    )
+    parser.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="with --local: comma-separated seeds (default: the config's fit.seeds)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.local or args.model:
+        return _run_local(args)
+    if args.seeds is not None:
+        raise ConfigError(
+            "--seeds is for --local fits; the stage fits the config's fit.seeds (--set fit.seeds=[0,1])"
+        )
+    from mmrec_ray.pipeline import runner as pipeline
+
+    args.config = args.config or _default_config()
+    pipeline.run_stage(pipeline.config_from_args(args), "fit", from_stage=args.from_stage)
+    return 0
+
+
+def _default_config() -> str:
+    from mmrec_ray.configs import resolve
+
+    return resolve(DEFAULT_CONFIG)
 
 
 def _split_overrides(overrides: list[str]) -> tuple[dict, dict[str, dict], list[str]]:
@@ -80,9 +110,11 @@ def _split_overrides(overrides: list[str]) -> tuple[dict, dict[str, dict], list[
 def resolve(
     args: argparse.Namespace,
 ) -> tuple[ExperimentConfig, list[str], list[int], dict[str, ModelParams]]:
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    from mmrec_ray.models.params import default_params
+
+    models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     if not models:
-        raise ConfigError("--model: give at least one model name")
+        raise ConfigError("--local needs --model: give at least one model name (`mmrec models` lists them)")
     for name in models:
         try:
             registry.get(name)
@@ -107,9 +139,19 @@ def resolve(
     return cfg, models, seeds, params
 
 
-def run(args: argparse.Namespace) -> int:
+def _run_local(args: argparse.Namespace) -> int:
+    from mmrec_ray.data.features import FeatureStore
+    from mmrec_ray.data.tensors import PreparedData
+    from mmrec_ray.training import runner
+    from mmrec_ray.training.loop import resolve_device
+
+    for flag, value in (("--from", args.from_stage), ("--break-lock", args.break_lock)):
+        if value:
+            raise ConfigError(f"{flag} is for the Ray stage, not for --local fits")
+    if not args.storage:
+        raise ConfigError("--local needs --run-dir: a run directory prepared by `mmrec prepare`")
     cfg, models, seeds, params = resolve(args)
-    run_dir = Path(args.run)
+    run_dir = Path(args.storage)
     data = PreparedData.load(run_dir / "prepared" / "tensors")
     training = cfg.training
     store = FeatureStore(data, device=resolve_device(training))
@@ -128,13 +170,13 @@ def run(args: argparse.Namespace) -> int:
                 if dataclasses.asdict(recommender.params) != dataclasses.asdict(params[name]):
                     raise ConfigError(
                         f"{runner.checkpoint_path(run_dir, name, seed)} was trained with {recommender.params}, "
-                        f"not {params[name]}; use another --run directory or delete that checkpoint"
+                        f"not {params[name]}; use another --run-dir or delete that checkpoint"
                     )
                 changed = runner.changed_fidelity(run_dir, name, seed, training)
                 if changed:
                     raise ConfigError(
                         f"{runner.checkpoint_path(run_dir, name, seed)} was trained with other fidelity switches "
-                        f"({', '.join(changed)}); use another --run directory or delete that checkpoint"
+                        f"({', '.join(changed)}); use another --run-dir or delete that checkpoint"
                     )
                 provided[(name, seed)] = recommender
 
@@ -172,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_config(run_dir, name, params, cfg, seeds, data) -> None:
+    from mmrec_ray.io import atomic_write_text
+    from mmrec_ray.training import runner
+
     needed = registry.dependency_order([name])
     resolved = {
         "model": name,

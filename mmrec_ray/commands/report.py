@@ -9,7 +9,9 @@ HELP = "write RUN_DIR/report.md and RUN_DIR/report.html (tables, figures, statis
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", help="run directory (results/, figures/, analyses/ inside)")
-    parser.add_argument("--run", dest="run_option", help="the run directory, as the other commands take it")
+    from mmrec_ray.commands._options import add_run_dir_argument
+
+    add_run_dir_argument(parser, "the run directory, as the other commands take it", dest="run_option")
     parser.add_argument(
         "--k", type=int, dest="main_k", help="headline cut-off (default: the run's config, else 3)"
     )

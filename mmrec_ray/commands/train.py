@@ -1,22 +1,22 @@
-"""`mmrec train --config ...`: the Ray Train stage (five-seed final fits, predictions into RUN_DIR/predictions/).
-
-`mmrec fit` is the Ray-free local equivalent for one model."""
+"""`mmrec train`: the old name of `mmrec fit` (the Ray Train stage). It still works and says so on stderr."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-HELP = "Ray Train: final fits of every model and seed with its best config; writes RUN_DIR/predictions/"
+from mmrec_ray.commands import fit
+
+HELP = "deprecated name of `mmrec fit` (the Ray Train stage)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mmrec_ray.pipeline.runner import add_config_arguments
-
-    add_config_arguments(parser)
+    fit.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmrec_ray.pipeline.runner import config_from_args, run_stage
-
-    run_stage(config_from_args(args), "fit", from_stage=args.from_stage)
-    return 0
+    print(
+        "mmrec train: warning: `mmrec train` is deprecated; use `mmrec fit` (the same Ray stage)",
+        file=sys.stderr,
+    )
+    return fit.run(args)

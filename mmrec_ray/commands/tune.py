@@ -1,16 +1,16 @@
-"""`mmrec tune --config ...`: the Ray Tune stage (best config per model into RUN_DIR/tune/)."""
+"""`mmrec tune`: the pipeline's Ray Tune stage (best config per model into RUN_DIR/tune/)."""
 
 from __future__ import annotations
 
 import argparse
 
+from mmrec_ray.commands._options import add_pipeline_arguments
+
 HELP = "Ray Tune: grid search with ASHA over every model's hyperparameters; writes RUN_DIR/tune/best_configs.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mmrec_ray.pipeline.runner import add_config_arguments
-
-    add_config_arguments(parser)
+    add_pipeline_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

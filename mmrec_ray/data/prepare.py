@@ -904,7 +904,7 @@ def read_stage_embeddings(
     if manifest is None:
         raise DataError(
             out_dir / MANIFEST,
-            "no complete output of the embed stage here; run `mmrec embed --run RUN_DIR` first "
+            "no complete output of the embed stage here; run `mmrec embed --run-dir RUN_DIR` first "
             "(or prepare without --embeddings embed-stage to encode in-process)",
         )
     if manifest.get("inputs", {}).get("text") != file_fingerprint(text_path):
@@ -1100,7 +1100,7 @@ def prepare(
                 f"{out} was prepared from different data or settings ({previous.get('source')}"
                 + ("" if "data_digest" not in differ else ", other data")
                 + (f"; {detail}" if detail else "")
-                + "); use --force to overwrite it (or delete it), or another --out"
+                + "); use --force to overwrite it (or delete it), or another --run-dir"
             )
     started = time.perf_counter()
     log(f"prepare: reading {data_dir}")

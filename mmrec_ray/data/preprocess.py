@@ -32,15 +32,24 @@ Rules, in the order ``preprocess_raw_logs`` applies them:
 6. ``keep_last_events``: of the chain, the 10 most recent events (by start) are kept.
 
 PEs left without any event are dropped (every PE of the released data has at least one). The result is in the
-released format (SPEC 2.1/2.2): ``users``, ``purchase_events``, ``sessions`` and ``conversations`` (with ``text``)
-tables. PE ids are 1.. in purchase-time order, so the protocol's "latest 10 % by PE id" test split stays
+released format (README, "Data formats"): ``users``, ``purchase_events``, ``sessions`` and ``conversations`` (with
+``text``) tables. PE ids are 1.. in purchase-time order, so the protocol's "latest 10 % by PE id" test split stays
 chronological; ``event_number`` is 1 for the oldest event of a PE; action and sentence numbers restart at 1.
 The post-filter (items a user could buy) is not derivable from these logs and must come from the insurer.
+
+On disk (`mmrec preprocess --logs DIR --out DIR`, ``read_raw_logs`` / ``write_released``): a folder with
+``actions.csv``, ``sentences.csv`` and ``purchases.csv`` in the format above, optionally ``post_filter.csv``
+(``user_id``, ``timestamp``, ``item_id``: the items purchasable at that purchase; without it every item is) and
+``keyword_mapping.csv`` (``word``, ``keyword_id``), which the output folder needs to derive its conversation
+keywords from the text. Errors name the file, row and column.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,6 +63,11 @@ MAX_SENTENCES = 541
 MAX_ACTIONS = 40
 INACTIVITY_THRESHOLD = pd.Timedelta(days=14)
 MAX_EVENTS = 10
+
+RAW_LOG_FILES = {"actions": "actions.csv", "sentences": "sentences.csv", "purchases": "purchases.csv"}
+POST_FILTER_LOG = "post_filter.csv"
+KEYWORD_MAPPING_LOG = "keyword_mapping.csv"
+REPORT_FILE = "preprocess.json"
 
 ACTION_COLUMNS = ("session_id", "user_id", "timestamp", "action_tags")
 SENTENCE_COLUMNS = ("conversation_id", "user_id", "timestamp", "sentence_number", "speaker", "text")
@@ -330,6 +344,8 @@ class PreprocessResult:
     sessions: pd.DataFrame  # session_id, action_number, action_tags
     conversations: pd.DataFrame  # conversation_id, sentence_number, sentence_speaker, text
     dropped: dict[str, Counts] = field(default_factory=dict)
+    # purchase_event_id, user_id, timestamp: what maps a post-filter log onto the PEs
+    purchase_times: pd.DataFrame | None = None
 
 
 def preprocess_raw_logs(
@@ -343,11 +359,14 @@ def preprocess_raw_logs(
     max_sentences: int = MAX_SENTENCES,
     inactivity_threshold: pd.Timedelta = INACTIVITY_THRESHOLD,
     max_events: int = MAX_EVENTS,
+    names: tuple[str, str, str] = ("actions", "sentences", "purchases"),
 ) -> PreprocessResult:
-    """Apply rules 1-6 of section 3.3 (see the module docstring) and write the released-format tables."""
-    actions = validate_actions(actions)
-    sentences = validate_sentences(sentences)
-    purchases = validate_purchases(purchases)
+    """Apply rules 1-6 of section 3.3 (see the module docstring) and write the released-format tables.
+
+    ``names``: what errors call the three inputs (their files, when read from disk)."""
+    actions = validate_actions(actions, names[0])
+    sentences = validate_sentences(sentences, names[1])
+    purchases = validate_purchases(purchases, names[2])
     dropped: dict[str, Counts] = {}
 
     purchases, dropped["rare_items"] = drop_rare_items(purchases, min_item_share)
@@ -399,4 +418,126 @@ def preprocess_raw_logs(
             ["conversation_id", "sentence_number", "sentence_speaker", "text"]
         ].reset_index(drop=True),
         dropped=dropped,
+        purchase_times=pes[["purchase_event_id", "user_id", "timestamp"]].reset_index(drop=True),
     )
+
+
+# ------------------------------------------------------------------------------------------------ files
+@dataclass
+class RawLogs:
+    """The raw-log tables of a folder, as read (strings), and the files they came from."""
+
+    actions: pd.DataFrame
+    sentences: pd.DataFrame
+    purchases: pd.DataFrame
+    post_filter: pd.DataFrame | None
+    files: dict[str, Path]  # "actions" / "sentences" / "purchases" / "post_filter" -> path
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Strings throughout, so that the validators report a bad cell as written rather than as pandas parsed it.
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(
+            path, f"not a readable CSV file with a header row ({' '.join(str(exc).split())})"
+        ) from None
+
+
+def read_raw_logs(folder: str | Path) -> RawLogs:
+    """Read ``actions.csv``, ``sentences.csv``, ``purchases.csv`` and the optional ``post_filter.csv``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "raw log folder not found")
+    files = {table: folder / name for table, name in RAW_LOG_FILES.items()}
+    for path in files.values():
+        if not path.is_file():
+            raise DataError(
+                path,
+                f"file not found (a raw log folder holds {', '.join(RAW_LOG_FILES.values())}, optionally "
+                f'{POST_FILTER_LOG} and {KEYWORD_MAPPING_LOG}; README, "Bring your own data")',
+            )
+    post_filter = folder / POST_FILTER_LOG
+    if post_filter.is_file():
+        files["post_filter"] = post_filter
+    return RawLogs(
+        actions=_read_csv(files["actions"]),
+        sentences=_read_csv(files["sentences"]),
+        purchases=_read_csv(files["purchases"]),
+        post_filter=_read_csv(post_filter) if post_filter.is_file() else None,
+        files=files,
+    )
+
+
+def post_filter_table(
+    result: PreprocessResult, post_filter: pd.DataFrame | None, name: str = "post_filter"
+) -> tuple[pd.DataFrame, Counts]:
+    """``purchase_event_id, item_id``: the post-filter log's items at each kept purchase, or without a log every
+    item for every PE. Rows for a purchase the rules dropped, or for an item outside the item set (the items
+    purchased in the result), are left out and counted."""
+    pes = result.purchase_times
+    items = np.sort(result.purchase_events["item_id"].unique())
+    if post_filter is None:
+        frame = pd.DataFrame(
+            {
+                "purchase_event_id": np.repeat(pes["purchase_event_id"].to_numpy(), len(items)),
+                "item_id": np.tile(items, len(pes)),
+            }
+        )
+        return frame, {}
+    rows = validate_purchases(post_filter, name).merge(pes, on=["user_id", "timestamp"], how="left")
+    no_pe = rows["purchase_event_id"].isna()
+    outside = ~no_pe & ~rows["item_id"].isin(items)
+    kept = rows[~no_pe & ~outside]
+    frame = (
+        pd.DataFrame(
+            {"purchase_event_id": kept["purchase_event_id"].astype(np.int64), "item_id": kept["item_id"]}
+        )
+        .drop_duplicates()
+        .sort_values(["purchase_event_id", "item_id"], kind="stable")
+        .reset_index(drop=True)
+    )
+    counts = {
+        "rows_of_dropped_purchases": int(no_pe.sum()),
+        "rows_of_items_outside_the_item_set": int(outside.sum()),
+    }
+    return frame, counts
+
+
+def write_released(
+    result: PreprocessResult,
+    post_filter: pd.DataFrame,
+    out: str | Path,
+    keyword_mapping: str | Path | None = None,
+    report: dict | None = None,
+) -> list[Path]:
+    """Write the released-format files (each atomically) into ``out``; ``report`` goes to ``preprocess.json``."""
+    from mmrec_ray.data.released import (
+        KEYWORD_MAPPING_FILE,
+        POST_FILTER_FILE,
+        PURCHASES_FILE,
+        SESSIONS_FILE,
+        TEXT_FILE,
+        USERS_FILE,
+    )
+    from mmrec_ray.io import atomic_write, atomic_write_text
+
+    out = Path(out)
+    tables = {
+        USERS_FILE: result.users,
+        PURCHASES_FILE: result.purchase_events,
+        POST_FILTER_FILE: post_filter,
+        SESSIONS_FILE: result.sessions,
+        TEXT_FILE: result.conversations,
+    }
+    written = [
+        atomic_write(out / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+        for name, table in tables.items()
+    ]
+    if keyword_mapping is not None:
+        written.append(
+            atomic_write(out / KEYWORD_MAPPING_FILE, lambda tmp: shutil.copyfile(keyword_mapping, tmp))
+        )
+    if report is not None:
+        written.append(atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2, default=str) + "\n"))
+    return written

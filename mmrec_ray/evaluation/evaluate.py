@@ -46,7 +46,7 @@ def resolve_tensors_dir(path: str | Path) -> Path:
             return candidate
     raise MmrecError(
         f"{path}: no prepared tensors here or in {path / 'prepared' / 'tensors'}; "
-        f"run `mmrec prepare --data DATA_DIR --out RUN_DIR` first and pass RUN_DIR"
+        f"run `mmrec prepare --data DATA_DIR --run-dir RUN_DIR` first and pass RUN_DIR"
     )
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from mmrec_ray.config import ModelParams, from_dict, load_yaml
 
-HYPERPARAMETERS_FILE = Path(__file__).resolve().parents[2] / "configs" / "hyperparameters.yaml"
+# The packaged copy (mmrec_ray/configs/ links to the repository's configs/), found in a wheel install too.
+HYPERPARAMETERS_FILE = Path(__file__).resolve().parents[1] / "configs" / "hyperparameters.yaml"
 
 # Table 2 of the paper: (batch size, units, dropout).
 TABLE_2: dict[str, dict[str, float | int]] = {

@@ -36,6 +36,9 @@ def configure_environment() -> None:
         from mmrec_ray.errors import ConfigError
 
         raise ConfigError(f"RAY_AUTH_MODE={mode!r}: Ray 2.60 accepts {list(AUTH_MODES)}")
+    from mmrec_ray.pipeline import console
+
+    console.quiet_ray_environment()
     # Train V2 is the default in 2.60; pinning it keeps the TorchTrainer semantics we rely on.
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # Tune/Train otherwise print a line per reported metric; the stage progress lines are ours.
@@ -56,11 +59,15 @@ def init_ray(
 
     if ray.is_initialized():
         return False
+    from mmrec_ray.pipeline import console
+
     address = address or os.environ.get("RAY_ADDRESS") or "local"
+    options = {**console.ray_init_options(), **kwargs}
     if address == "local":
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, logging_level="WARNING", **kwargs)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **options)
     else:
-        ray.init(address=address, logging_level="WARNING", **kwargs)
+        ray.init(address=address, **options)
+    console.quiet_ray_libraries()
     return True
 
 

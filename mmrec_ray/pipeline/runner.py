@@ -25,10 +25,10 @@ import argparse
 import importlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
-from mmrec_ray.config import ExperimentConfig, add_override_argument
+from mmrec_ray.config import ExperimentConfig
 from mmrec_ray.errors import settings_from_config
 from mmrec_ray.io import append_line, discard_temporary_files
 from mmrec_ray.pipeline import fingerprints, ray_env
@@ -117,6 +117,10 @@ class Pipeline:
     def _ray(self) -> None:
         if not self._ray_started:
             self._ray_started = ray_env.init_ray()
+            if self._ray_started:
+                from mmrec_ray.pipeline import console
+
+                console.link_ray_logs(self.run_dir)
 
     @property
     def embeds_text(self) -> bool:
@@ -220,7 +224,7 @@ class Pipeline:
             from mmrec_ray.errors import ConfigError
 
             raise ConfigError("data.source=released needs data.path (the folder with the released CSV files)")
-        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), *self._prepare_switches()]
+        argv = ["--data", str(self.data_dir), "--run-dir", str(self.run_dir), *self._prepare_switches()]
         needed = not self._tensors_current()
         if self.embeds_text:  # phase 1 only; the embed stage and `tensors` follow
             argv.append("--canonical-only")
@@ -261,13 +265,13 @@ class Pipeline:
 
         def action():
             self._ray()
-            _command("embed", ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")])
+            _command("embed", ["--run-dir", str(self.run_dir), "--config", str(self.run_dir / "config.yaml")])
 
         self._stage("embed", needed, action, "outputs exist" if text else "embeddings come with the data")
 
     def tensors(self) -> None:
         """Phase 2 of prepare: the model-ready tensors from the embed stage's parts (text data only)."""
-        argv = ["--data", str(self.data_dir), "--out", str(self.run_dir), "--embeddings", "embed-stage"]
+        argv = ["--data", str(self.data_dir), "--run-dir", str(self.run_dir), "--embeddings", "embed-stage"]
         argv += self._prepare_switches()
         text = self.embeds_text
         needed = text and not self._tensors_current()
@@ -285,7 +289,8 @@ class Pipeline:
             self._ray()
             best = tune.run_tune(self.cfg, self.run_dir, log=self.log)
             return (
-                f"best configs of {len(best)} models in {tune.tune_dir(self.run_dir) / 'best_configs.yaml'}"
+                f"best configs of {len(best)} models in {tune.tune_dir(self.run_dir) / 'best_configs.yaml'}; "
+                f"learning curves: tensorboard --logdir {ray_env.ray_storage_path(self.cfg.run_dir)}/tune"
             )
 
         self._stage("tune", not tune.is_done(self.run_dir), action)
@@ -306,7 +311,7 @@ class Pipeline:
         predictions = list((self.run_dir / "predictions").glob("*.parquet"))
         newest = max((p.stat().st_mtime for p in predictions), default=0.0)
         needed = not results.exists() or results.stat().st_mtime < newest
-        argv = ["--run", str(self.run_dir), "--config", str(self.run_dir / "config.yaml"), "--no-table"]
+        argv = ["--run-dir", str(self.run_dir), "--config", str(self.run_dir / "config.yaml"), "--no-table"]
         self._stage("aggregate", needed, lambda: _command("aggregate", argv) and None)
 
     def analyses(self) -> None:
@@ -362,22 +367,24 @@ class Pipeline:
 
             check_loadable(e.encoder, key="embed.encoder")
 
-    def run(self, from_stage: str | None = None) -> Path:
+    def run(self, from_stage: str | None = None, stages: Collection[str] | None = None) -> Path:
+        """Every stage in order, or only ``stages`` (each still skipped when its outputs are current)."""
+        wanted = set(STAGES if stages is None else stages)
         self.discard_leftovers()
         self.check_outputs_current(from_stage)
         self.preflight()
         self.manifest.write_config()
         self.manifest.write()
         try:
-            self.generate()
-            self.prepare()
-            self.embed()
-            self.tensors()
-            best = self.tune()
-            self.fit(best)
-            self.aggregate()
-            self.analyses()
-            self.report()
+            for name in ("generate", "prepare", "embed", "tensors"):
+                if name in wanted:
+                    getattr(self, name)()
+            best = self.tune() if "tune" in wanted else _best(self)
+            if "fit" in wanted:
+                self.fit(best)
+            for name in ("aggregate", "analyses", "report"):
+                if name in wanted:
+                    getattr(self, name)()
         finally:
             ray_env.shutdown_ray(self._ray_started)
         table = self.run_dir / "results" / "table3.md"
@@ -387,47 +394,33 @@ class Pipeline:
 
 
 def run_pipeline(
-    cfg: ExperimentConfig, log: Callable[[str], None] = print, from_stage: str | None = None
+    cfg: ExperimentConfig,
+    log: Callable[[str], None] = print,
+    from_stage: str | None = None,
+    stages: Collection[str] | None = None,
 ) -> Path:
-    """The whole pipeline; ``from_stage`` re-runs that stage and every later one (their outputs removed first)."""
+    """The whole pipeline; ``from_stage`` re-runs that stage and every later one (their outputs removed first);
+    ``stages`` limits the run to those stages."""
     settings_from_config()
     with RunLock(cfg.run_dir, log=log):
-        return Pipeline(cfg, log).run(from_stage)
+        return Pipeline(cfg, log).run(from_stage, stages)
 
 
 # --------------------------------------------------------------------------------------------------- CLI glue
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every pipeline entry point shares (`mmrec run/tune/train`, jobs/*.py)."""
-    parser.add_argument(
-        "--config", default="configs/demo.yaml", help="experiment YAML (default configs/demo.yaml)"
-    )
-    parser.add_argument(
-        "--storage",
-        default=None,
-        help="run directory: a local path or a URI (s3://, gs://); overrides run_dir",
-    )
-    add_override_argument(parser)
-    parser.add_argument(
-        "--from",
-        dest="from_stage",
-        choices=STAGES,
-        default=None,
-        help="re-run this stage and every later one, removing their outputs first (what a changed config needs; "
-        "a run refuses outputs made with another config and names this flag)",
-    )
-    parser.add_argument(
-        "--break-lock",
-        action="store_true",
-        help="remove the run directory's lock first: for a run on another host that is known to be gone "
-        "(a dead run on this host is taken over without it)",
-    )
+    """The arguments every pipeline entry point shares (`mmrec run/tune/fit`, jobs/*.py)."""
+    from mmrec_ray.commands._options import add_pipeline_arguments
+
+    add_pipeline_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The config of a pipeline entry point; with ``--break-lock`` the run directory's lock is removed here, so
     that every entry point honours the flag (the run then takes the lock as usual)."""
     from mmrec_ray.config import load_config
+    from mmrec_ray.pipeline import console
 
+    console.set_verbose(getattr(args, "verbose", False))
     overrides = list(args.overrides or [])
     if args.storage:
         overrides.append(f"run_dir={args.storage}")

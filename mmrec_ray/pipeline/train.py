@@ -103,6 +103,8 @@ def _train_loop(config: dict[str, Any]) -> None:
             if model_file.exists():
                 fitted[name] = fitting.load_checkpoint_bytes(model_file.read_bytes(), store, training)
                 restored.append(name)
+                if config.get("progress") is not None:
+                    config["progress"].add.remote(1)
                 continue
             started = time.perf_counter()
             params = ModelParams(**config["params"][name])
@@ -120,6 +122,8 @@ def _train_loop(config: dict[str, Any]) -> None:
             print(
                 f"fit {name} seed {seed}: {seconds:.1f}s, best epoch {result.best_epoch}, val_loss {loss:.4f}"
             )
+            if config.get("progress") is not None:
+                config["progress"].add.remote(1)
             ray.train.report(
                 {
                     "model": name,
@@ -130,6 +134,19 @@ def _train_loop(config: dict[str, Any]) -> None:
                 },
                 checkpoint=ray.train.Checkpoint.from_directory(cumulative),
             )
+
+
+class _Counter:
+    """A Ray actor the seed workers count their fitted models on (the driver reads it for the display)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        self.count += n
+
+    def value(self) -> int:
+        return self.count
 
 
 def _drive(
@@ -261,6 +278,11 @@ def run_fit(
     data_ref = ray.put(PreparedData.load(run_dir / "prepared" / "tensors", mmap=False))
     drive = ray.remote(num_cpus=0)(_drive)
     log(f"  fit: {total} (model, seed) fits in {len(plans)} seed trainers")
+    from mmrec_ray.pipeline import console
+
+    # Each seed's worker counts the models it fits here, so the display moves with every model, not every seed.
+    counter = ray.remote(num_cpus=0)(_Counter).remote()
+    progress = console.Progress(total, "fit", "(model, seed) fits")
     in_flight = {}
     for seed, (missing, provided) in plans.items():
         config = {
@@ -270,6 +292,7 @@ def run_fit(
             "training": dataclasses.asdict(training),
             "data": data_ref,
             "provided": {d: ray.put(checkpoint_path(run_dir, d, seed).read_bytes()) for d in provided},
+            "progress": counter,
         }
         ref = drive.remote(
             config, storage, f"{cfg.name}__seed{seed}", cfg.fit.cpus_per_worker, cfg.fit.gpus_per_worker
@@ -278,7 +301,10 @@ def run_fit(
     written = 0
     failures: dict[int, BaseException] = {}
     while in_flight:
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=2.0)
+        progress.update_to(ray.get(counter.value.remote()))
+        if not ready:
+            continue
         seed, started = in_flight.pop(ready[0])
         try:
             outputs, restored = ray.get(ready[0])
@@ -299,6 +325,7 @@ def run_fit(
             f" (resumed {', '.join(restored)} from an interrupted attempt's checkpoint)" if restored else ""
         )
         log(f"  fit seed {seed}: {len(outputs)} models in {time.perf_counter() - started:.0f}s{resumed}")
+    progress.close()
     if failures:
         import traceback
 

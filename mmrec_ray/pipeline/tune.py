@@ -37,7 +37,7 @@ from mmrec_ray.errors import ConfigError
 from mmrec_ray.io import atomic_write_parquet, atomic_write_text
 from mmrec_ray.models import registry
 from mmrec_ray.models.base import FitResult
-from mmrec_ray.pipeline import fitting
+from mmrec_ray.pipeline import console, fitting
 from mmrec_ray.pipeline.ray_env import ray_storage_path
 from mmrec_ray.training.runner import fit_one
 
@@ -395,7 +395,8 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
             run_config=tune.RunConfig(
                 name=experiment,
                 storage_path=storage,
-                verbose=1,
+                verbose=1 if console.verbose() else 0,
+                callbacks=[] if console.verbose() else [_trial_progress(len(points), f"tune level {k}")],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
@@ -404,7 +405,8 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
     # in every later stage of the same process would be swallowed (the run then "finishes" with exit 0).
     previous_handler = signal.getsignal(signal.SIGINT)
     try:
-        results = tuner.fit()
+        with console.driver_output(Path(run_dir) / "logs" / f"tune_level{k}.log"):
+            results = tuner.fit()
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     if any(result.error is None and not (result.metrics or {}).get("done") for result in results):
@@ -442,6 +444,32 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
             }
         )
     return pd.DataFrame(rows)
+
+
+def _trial_progress(total: int, what: str):
+    """A Tune callback that advances the stage's progress display as trials end (completed, stopped by ASHA
+    or failed). The display is made at the first event: the callback is pickled with the experiment first."""
+    from ray.tune import Callback
+
+    class TrialProgress(Callback):
+        def __init__(self) -> None:
+            self.progress: console.Progress | None = None
+
+        def _advance(self) -> None:
+            if self.progress is None:
+                self.progress = console.Progress(total, what, "trials")
+            self.progress.update()
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._advance()
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._advance()
+
+        def __getstate__(self) -> dict:
+            return {"progress": None}  # a terminal stream does not pickle; a restore starts a new display
+
+    return TrialProgress()
 
 
 def trial_dirname(trial) -> str:

@@ -241,7 +241,7 @@ def test_every_event_view_and_reordered_events_keep_their_vectors(dataset: Path,
 # ------------------------------------------------------------------------------------------ identity and refusal
 def test_switch_is_recorded_and_other_values_refused(dataset: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
-    base = ["prepare", "--data", str(dataset), "--out", str(run), "--vocab-threshold", "0.2"]
+    base = ["prepare", "--data", str(dataset), "--run-dir", str(run), "--vocab-threshold", "0.2"]
     reference = [*base, "--set", "fidelity.keyword.row_features=reference"]
     assert main(reference) == 0
     marker = json.loads((run / "prepared" / "prepared.json").read_text())

@@ -173,14 +173,14 @@ def test_chunked_equals_one_chunk(tiny_dataset: Path, tmp_path: Path):
 
 def test_rerun_is_a_no_op_and_force_redoes(tiny_dataset: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
-    assert main(["prepare", "--data", str(tiny_dataset), "--out", str(run)]) == 0
+    assert main(["prepare", "--data", str(tiny_dataset), "--run-dir", str(run)]) == 0
     tensors = run / "prepared" / "tensors"
     stamp = {p.name: p.stat().st_mtime_ns for p in tensors.iterdir()}
     capsys.readouterr()
-    assert main(["prepare", "--data", str(tiny_dataset), "--out", str(run)]) == 0
+    assert main(["prepare", "--data", str(tiny_dataset), "--run-dir", str(run)]) == 0
     assert "up to date" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in tensors.iterdir()} == stamp
-    assert main(["prepare", "--data", str(tiny_dataset), "--out", str(run), "--force"]) == 0
+    assert main(["prepare", "--data", str(tiny_dataset), "--run-dir", str(run), "--force"]) == 0
     assert (tensors / "targets.npy").stat().st_mtime_ns != stamp["targets.npy"]
 
 
@@ -191,8 +191,8 @@ def test_changed_data_needs_force(tiny_dataset: Path, tmp_path: Path, capsys):
     with pytest.raises(ConfigError, match="--force"):
         prepare(tiny_dataset, run, log=lambda _: None)
     capsys.readouterr()
-    assert main(["prepare", "--data", str(tiny_dataset), "--out", str(run)]) == 2
-    assert main(["prepare", "--data", str(tiny_dataset), "--out", str(run), "--force"]) == 0
+    assert main(["prepare", "--data", str(tiny_dataset), "--run-dir", str(run)]) == 2
+    assert main(["prepare", "--data", str(tiny_dataset), "--run-dir", str(run), "--force"]) == 0
     assert PreparedData.load(run / "prepared" / "tensors").targets[9].tolist() == [0, 1, 0]
 
 
@@ -212,7 +212,7 @@ def test_bad_data_leaves_no_marker(tiny_dataset: Path, tmp_path: Path, capsys):
         "2.0,3.0",
         "2.0,inf",
     )
-    assert main(["prepare", "--data", str(tiny_dataset), "--out", str(tmp_path / "run")]) == 2
+    assert main(["prepare", "--data", str(tiny_dataset), "--run-dir", str(tmp_path / "run")]) == 2
     assert "row 2, column 'embedding_2'" in capsys.readouterr().err
     assert not (tmp_path / "run" / "prepared" / "prepared.json").exists()
 

@@ -212,7 +212,7 @@ def test_keyword_refuses_tensors_prepared_with_the_other_filter(dataset: Path, t
 # ------------------------------------------------------------------------------------------ switches reach prepare
 def test_switches_are_recorded_and_other_values_are_refused(dataset: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
-    base = ["prepare", "--data", str(dataset), "--out", str(run), "--vocab-threshold", "0.3"]
+    base = ["prepare", "--data", str(dataset), "--run-dir", str(run), "--vocab-threshold", "0.3"]
     assert main(base) == 0
     marker = json.loads((run / "prepared" / "prepared.json").read_text())
     expected = {

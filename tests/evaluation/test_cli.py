@@ -61,7 +61,7 @@ def test_evaluate_cli_reports_bad_predictions_in_one_line(run_dir, tmp_path, cap
     run, data = run_dir
     frame = scores_to_frame("popular", 0, np.array([123456]), data.item_ids, np.ones((1, 6)))
     bad = write_predictions(tmp_path / "bad.parquet", frame)
-    code = main(["evaluate", "--run", str(run), "--predictions", str(bad), "--out", str(tmp_path / "o")])
+    code = main(["evaluate", "--run-dir", str(run), "--predictions", str(bad), "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
     assert "unknown purchase_event_id 123456" in err and "bad.parquet" in err
@@ -80,7 +80,10 @@ def test_evaluate_rejects_a_model_serving_part_of_a_subset(run_dir, tmp_path, ca
     bad = write_predictions(
         tmp_path / "partial.parquet", scores_to_frame("m", 0, test_ids, data.item_ids, scores)
     )
-    assert main(["evaluate", "--run", str(run), "--predictions", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["evaluate", "--run-dir", str(run), "--predictions", str(bad), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert f"first missing purchase_event_id {test_ids[0]}" in capsys.readouterr().err
 
 
@@ -93,7 +96,7 @@ def test_aggregate_writes_every_output_and_table3(run_dir, tmp_path, capsys):
         main(
             [
                 "aggregate",
-                "--run",
+                "--run-dir",
                 str(run),
                 "--predictions",
                 str(external[0]),
@@ -159,5 +162,5 @@ def test_aggregate_writes_every_output_and_table3(run_dir, tmp_path, capsys):
 
 def test_aggregate_without_predictions_is_a_clear_error(run_dir, capsys):
     run, _ = run_dir
-    assert main(["aggregate", "--run", str(run)]) == 2
+    assert main(["aggregate", "--run-dir", str(run)]) == 2
     assert "no prediction files" in capsys.readouterr().err

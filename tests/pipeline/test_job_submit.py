@@ -106,7 +106,7 @@ def test_ray_job_submit_runs_the_tiny_pipeline(head_cluster, tmp_path):
     address, env = head_cluster
     storage = tmp_path / "run"
     submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--"]
-    submit += ["python", "jobs/pipeline.py", "--config", "configs/tiny.yaml", "--storage", str(storage)]
+    submit += ["python", "jobs/pipeline.py", "--config", "configs/tiny.yaml", "--run-dir", str(storage)]
     # Small on purpose: this test is about submission; the stages themselves are tested elsewhere.
     submit += ["--set", "models=[popular,conversation]", "--set", "fit.seeds=[0]"]
     submit += ["--set", "analyses.enabled=false"]

@@ -49,7 +49,7 @@ def test_prepare_force_with_bad_input_keeps_the_previous_outputs_and_their_marke
     with pytest.raises(DataError, match="data_users.csv"):
         prepare(data, run, force=True, log=_quiet)
     assert _snapshot(run / "prepared") == before
-    assert main(["prepare", "--data", str(data), "--out", str(run), "--force"]) == 2
+    assert main(["prepare", "--data", str(data), "--run-dir", str(run), "--force"]) == 2
     assert "data_users.csv" in capsys.readouterr().err
     assert _snapshot(run / "prepared") == before
     assert (run / "prepared" / "prepared.json").read_text() == marker

@@ -69,7 +69,7 @@ def test_second_run_on_a_local_storage_refuses_and_names_the_holder(tmp_path, ca
     first = holder(str(run))
     before = _snapshot(run)
 
-    code = main(["run", "--config", TINY, "--storage", str(run), *FAILS_FAST])
+    code = main(["run", "--config", TINY, "--run-dir", str(run), *FAILS_FAST])
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
@@ -88,7 +88,7 @@ def test_second_run_on_a_uri_storage_refuses_and_names_the_holder(tmp_path, caps
     assert (store / "run" / LOCK_NAME).is_file()
     before = _snapshot(store)
 
-    code = main(["run", "--config", TINY, "--storage", uri, *FAILS_FAST])
+    code = main(["run", "--config", TINY, "--run-dir", uri, *FAILS_FAST])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"run directory in use: {uri}: " in err and f"pid {first.pid}" in err, err
@@ -138,7 +138,7 @@ def test_lock_of_another_host_is_refused_until_broken(tmp_path, capsys):
     assert json.loads((run / LOCK_NAME).read_text())["host"] == "node-7.example"
 
     # --break-lock takes the lock over and the run proceeds (to the config error of this test's config).
-    code = main(["run", "--config", TINY, "--storage", str(run), "--break-lock", *FAILS_FAST])
+    code = main(["run", "--config", TINY, "--run-dir", str(run), "--break-lock", *FAILS_FAST])
     captured = capsys.readouterr()
     assert code == 2 and "data.source=released needs data.path" in captured.err, captured.err
     assert "node-7.example" in captured.out  # the broken lock is named in the log
@@ -172,7 +172,7 @@ def test_lock_is_held_during_the_run_and_released_on_ctrl_c(tmp_path, capsys, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Pipeline, "generate", interrupted)
-    assert main(["run", "--config", TINY, "--storage", str(run)]) == 130
+    assert main(["run", "--config", TINY, "--run-dir", str(run)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert seen["lock"]["pid"] == os.getpid() and seen["lock"]["host"] == socket.gethostname()
     assert time.time() - seen["lock"]["started_at"] < 60

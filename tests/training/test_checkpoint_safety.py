@@ -108,7 +108,7 @@ def test_older_numpy_checkpoint_is_one_clear_line_in_the_cli(tmp_path, capsys):
     make_prepared(num_pes=120).save(tmp_path / "prepared" / "tensors")
     # What Popular and Relative Representation wrote before checkpoints were tensors only.
     path = _write(runner.checkpoint_path(tmp_path, "popular", 0), _payload({"counts": np.ones(6)}))
-    code = main(["fit", "--run", str(tmp_path), "--model", "popular", "--seeds", "0"])
+    code = main(["fit", "--run-dir", str(tmp_path), "--model", "popular", "--seeds", "0"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err == f"mmrec fit: error: {_unsafe_message(path)}"

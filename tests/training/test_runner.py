@@ -102,7 +102,7 @@ def test_predict_test_long_format_and_checkpoint_round_trip(data, tmp_path):
 def test_fit_cli_writes_predictions_checkpoints_config_and_resumes(tmp_path, capsys):
     data = make_prepared(num_pes=120)
     data.save(tmp_path / "prepared" / "tensors")
-    argv = ["fit", "--run", str(tmp_path), "--model", "late_fusion,popular", "--seeds", "0,1"]
+    argv = ["fit", "--run-dir", str(tmp_path), "--model", "late_fusion,popular", "--seeds", "0,1"]
     argv += ["--set", "units=8", "--set", "training.max_epochs=2", "--set", "session.batch_size=16"]
     assert main(argv) == 0
     for name in ("late_fusion", "popular"):
@@ -136,9 +136,9 @@ def test_fit_cli_writes_predictions_checkpoints_config_and_resumes(tmp_path, cap
 
 def test_fit_cli_rejects_unknown_model_and_keys(tmp_path, capsys):
     make_prepared(num_pes=60).save(tmp_path / "prepared" / "tensors")
-    assert main(["fit", "--run", str(tmp_path), "--model", "nope"]) == 2
+    assert main(["fit", "--run-dir", str(tmp_path), "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
-    assert main(["fit", "--run", str(tmp_path), "--model", "popular", "--set", "training.epochs=3"]) == 2
+    assert main(["fit", "--run-dir", str(tmp_path), "--model", "popular", "--set", "training.epochs=3"]) == 2
     assert "unknown key" in capsys.readouterr().err
 
 
@@ -146,7 +146,7 @@ def test_fit_cli_refuses_a_checkpoint_trained_with_other_params(tmp_path, capsys
     make_prepared(num_pes=80).save(tmp_path / "prepared" / "tensors")
     base = [
         "fit",
-        "--run",
+        "--run-dir",
         str(tmp_path),
         "--model",
         "conversation",

@@ -74,9 +74,7 @@ def build_report(run_dir: str | Path, main_k: int | None = None, alpha: float | 
     def analysis_missing(key: str, what: str) -> str:
         if switched_off(config, key):
             return f"{what}: switched off in the configuration (analyses.{key} = false or analyses.enabled = false)."
-        return (
-            f"{what}: not run yet — run `mmrec analyze --run {run_dir}` (or the pipeline's analyses stage)."
-        )
+        return f"{what}: not run yet — run `mmrec analyze --run-dir {run_dir}` (or the pipeline's analyses stage)."
 
     report.sections.append(
         S.md_file_section(
