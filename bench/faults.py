@@ -100,6 +100,9 @@ class Runner:
         env.update(
             HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1"
         )
+        # The checkout this file lives in, not whatever the environment installed: a snapshot of the code can be
+        # benchmarked while the working tree changes.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         process = subprocess.Popen(
             self.command(run_dir),
             cwd=REPO,
