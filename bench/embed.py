@@ -100,6 +100,7 @@ def run_ray_stage(
     threads_per_actor: int = 0,
     dtype: str = "auto",
     workdir: str | Path | None = None,
+    token_budget: int = 0,
 ) -> float:
     """Seconds for ``run_embed`` (Ray must be initialised) on ``table`` written as Parquet; checks the output."""
     from mmrec_ray.pipeline.embed import run_embed
@@ -119,6 +120,7 @@ def run_ray_stage(
             dtype=dtype,
             num_cpus_per_actor=num_cpus_per_actor,
             threads_per_actor=threads_per_actor,
+            token_budget=token_budget,
             force=True,
         )
         seconds = time.perf_counter() - started

@@ -62,6 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--plain-sentences", type=int, default=50_000, help="subset for the slow fp32 loop")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=65536,
+        help="tokens per encoder call over length-sorted sentences (0 = --batch-size sentences per call)",
+    )
     parser.add_argument("--num-gpus", type=float, default=1.0, help="GPUs per encoder actor")
     parser.add_argument("--num-actors", type=int, default=1)
     parser.add_argument("--cpus-per-actor", type=float, default=4.0)
@@ -100,7 +106,12 @@ def write_bert_base(directory: Path, words, tiny: bool = False) -> Path:
 
 
 def bare_loop_seconds(
-    encoder_path: str, sentences: list[str], batch_size: int, max_length: int, device: str = "cuda"
+    encoder_path: str,
+    sentences: list[str],
+    batch_size: int,
+    max_length: int,
+    device: str = "cuda",
+    token_budget: int = 0,
 ) -> float:
     """The same encoder and settings as the stage, in one process without Ray: tokenize + encode (bf16,
     length-sorted), synchronised at the end."""
@@ -109,7 +120,7 @@ def bare_loop_seconds(
 
     dtype = "bfloat16" if device == "cuda" else "float32"
     encoder = SentenceEncoder(encoder_path, device=device, dtype=dtype, batch_size=batch_size,
-                              max_length=max_length)  # fmt: skip
+                              max_length=max_length, token_budget=token_budget)  # fmt: skip
     encoder.encode(sentences[: batch_size * 4])  # warm-up (CUDA context, kernels)
     _synchronize(device)
     started = time.perf_counter()
@@ -240,7 +251,8 @@ def embed_rows(args: argparse.Namespace, gpu: str, device: str, command: str) ->
         tokens = count_tokens(tokenizer, sentences, args.max_length)
         print(f"{len(sentences)} sentences, {tokens} tokens; encoder {encoder_path}", flush=True)
 
-        bare = bare_loop_seconds(encoder_path, sentences, args.batch_size, args.max_length, gpu)
+        budget = args.token_budget
+        bare = bare_loop_seconds(encoder_path, sentences, args.batch_size, args.max_length, gpu, budget)
         print(f"bare loop: {tokens / bare:,.0f} tokens/s", flush=True)
         num_gpus = 0.0 if dry else args.num_gpus
         cpus = 1.0 if dry else args.cpus_per_actor
@@ -258,6 +270,7 @@ def embed_rows(args: argparse.Namespace, gpu: str, device: str, command: str) ->
                 num_cpus_per_actor=cpus,
                 dtype="float32" if dry else "bfloat16",
                 workdir=tmp,
+                token_budget=budget,
             )
         finally:
             shutdown_ray(started)

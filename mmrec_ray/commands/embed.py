@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             dtype=config.dtype,
             num_cpus_per_actor=config.num_cpus_per_actor,
             threads_per_actor=config.threads_per_actor,
+            token_budget=config.token_budget,
             keyword_mapping=args.keywords,
             force=args.force,
         )

@@ -14,7 +14,6 @@ This module is plain PyTorch (no Ray); ``mmrec_ray.pipeline.embed`` wraps it in 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,11 +109,17 @@ class SentenceEncoder:
         dtype: str = "auto",
         batch_size: int = 256,
         max_length: int = 128,
+        token_budget: int = 0,
+        attention: str = "sdpa",
     ):
         from transformers import AutoModel, AutoTokenizer
 
         if batch_size < 1:
             raise ConfigError(f"encoder batch_size must be >= 1; got {batch_size}")
+        if token_budget < 0:
+            raise ConfigError(
+                f"encoder token_budget must be >= 0 (0 = batches of batch_size); got {token_budget}"
+            )
         if max_length < 2:
             raise ConfigError(f"encoder max_length must be >= 2 (room for [CLS] and [SEP]); got {max_length}")
         self.name = name_or_path
@@ -122,19 +127,35 @@ class SentenceEncoder:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
+        self.token_budget = int(token_budget)
         # A local folder never needs the hub; passing local_files_only avoids network probes when offline.
         local_only = Path(self.path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=local_only)
-            self.model = AutoModel.from_pretrained(self.path, local_files_only=local_only)
+            self.model = self._load_model(AutoModel, local_only, attention)
         except OSError as exc:
             raise ConfigError(
                 f"cannot load encoder '{name_or_path}' (resolved to '{self.path}'): {exc}"
             ) from exc
         model_limit = getattr(self.model.config, "max_position_embeddings", max_length) or max_length
         self.max_length = int(min(max_length, model_limit))
-        self.model.eval().to(self.device)
+        # Weights are cast once (bf16 on a GPU): autocast around fp32 weights re-casts every weight on every call.
+        self.model.eval().to(self.device, dtype=self.dtype)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def _load_model(self, auto_model, local_only: bool, attention: str):
+        """PyTorch's fused scaled-dot-product attention where the architecture supports it (``sdpa``); the
+        eager implementation otherwise, or when asked (``eager``)."""
+        if attention not in ("sdpa", "eager"):
+            raise ConfigError(f"encoder attention must be sdpa or eager; got {attention!r}")
+        if attention == "sdpa":
+            try:
+                return auto_model.from_pretrained(
+                    self.path, local_files_only=local_only, attn_implementation="sdpa"
+                )
+            except (ValueError, ImportError):  # an architecture without an SDPA path
+                pass
+        return auto_model.from_pretrained(self.path, local_files_only=local_only, attn_implementation="eager")
 
     @property
     def dim(self) -> int:
@@ -154,25 +175,45 @@ class SentenceEncoder:
         )
         return [list(ids) for ids in encoded["input_ids"]]
 
-    def _autocast(self):
-        # fp32 runs without autocast: autocast to fp32 is a no-op that only costs dispatch time.
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=self.dtype)
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if torch.device(self.device).type == "cuda":
+            # Pinned host memory lets the copy run asynchronously, overlapping the previous batch's compute.
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
 
     def _forward_padded(self, batch_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """One encoder call on one batch of token-id lists, padded to the batch's longest -> (B, D) float32."""
-        longest = max(len(ids) for ids in batch_ids)
+        lengths = np.fromiter((len(ids) for ids in batch_ids), dtype=np.int64, count=len(batch_ids))
+        longest = int(lengths.max())
+        attention_mask = (np.arange(longest)[None, :] < lengths[:, None]).astype(np.int64)
         input_ids = np.full((len(batch_ids), longest), self.pad_token_id, dtype=np.int64)
-        attention_mask = np.zeros((len(batch_ids), longest), dtype=np.int64)
-        for row, ids in enumerate(batch_ids):
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-        input_tensor = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
-        mask_tensor = torch.from_numpy(attention_mask).to(self.device, non_blocking=True)
-        with self._autocast():
-            hidden = self.model(input_ids=input_tensor, attention_mask=mask_tensor).last_hidden_state
+        # One scatter of all ids instead of a Python loop over the batch's sentences.
+        input_ids[attention_mask.astype(bool)] = np.fromiter(
+            (token for ids in batch_ids for token in ids), dtype=np.int64, count=int(lengths.sum())
+        )
+        input_tensor, mask_tensor = self._to_device(input_ids), self._to_device(attention_mask)
+        hidden = self.model(input_ids=input_tensor, attention_mask=mask_tensor).last_hidden_state
         return mean_pool(hidden, mask_tensor).cpu().numpy()
+
+    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Index batches over the length-sorted order: ``batch_size`` sentences each, or with a ``token_budget``
+        as many as fit (count x longest <= budget, at least one), so short sentences go in large batches and
+        long ones in small batches and every call does about the same work."""
+        order = np.argsort(lengths, kind="stable")  # stable: equal lengths keep their order (deterministic)
+        if not self.token_budget:
+            return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        sorted_lengths = lengths[order]
+        out, start = [], 0
+        while start < len(order):
+            # Sorted ascending, so the last sentence taken is the longest: count x its length <= budget.
+            # No batch can hold more than budget // (its shortest length) sentences: only that window is checked.
+            window = sorted_lengths[start : start + self.token_budget // max(1, int(sorted_lengths[start])) + 1]
+            fits = np.arange(1, len(window) + 1) * window <= self.token_budget
+            count = max(1, int(np.argmin(fits)) if not fits.all() else len(fits))
+            out.append(order[start : start + count])
+            start += count
+        return out
 
     @torch.inference_mode()
     def encode_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
@@ -181,10 +222,7 @@ class SentenceEncoder:
         if not len(token_ids):
             return out
         lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-        # Stable sort so equal-length sentences keep their order (deterministic batches).
-        order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+        for index in self.batches(lengths):
             out[index] = self._forward_padded([token_ids[i] for i in index])
         return out
 

@@ -122,13 +122,19 @@ class EncoderActor:
         batch_size: int,
         max_length: int,
         num_threads: tuple[float, int, int],
+        token_budget: int = 0,
     ):
         import torch
 
         if device == "cpu":  # resolved here: -1 means the cores of the node this actor runs on
             torch.set_num_threads(actor_threads(*num_threads))
         self.encoder = SentenceEncoder(
-            encoder, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length
+            encoder,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            max_length=max_length,
+            token_budget=token_budget,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -249,6 +255,7 @@ def run_embed(
     keyword_mapping: str | Path | None = None,
     actor_batch_size: int | None = None,
     force: bool = False,
+    token_budget: int = 0,
 ) -> EmbedSummary:
     """Embed every sentence of ``text`` (default RUN_DIR/prepared/parquet/conversation_text.parquet) on Ray Data.
 
@@ -302,6 +309,7 @@ def run_embed(
             "dtype": dtype,
             "batch_size": batch_size,
             "max_length": max_length,
+            "token_budget": token_budget,
             "num_threads": (num_cpus_per_actor, threads_per_actor, num_actors),
         },
         batch_format="pyarrow",

@@ -31,6 +31,7 @@ _NOT_CONTENT = {
     "tune.enabled",
     "analyses.enabled",
     "embed.batch_size",
+    "embed.token_budget",
     "embed.num_gpus",
     "embed.num_actors",
     "embed.num_cpus_per_actor",

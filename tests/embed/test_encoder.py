@@ -95,3 +95,39 @@ def test_bad_encoder_names(tmp_path):
         resolve_encoder(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="dtype"):
         SentenceEncoder(PACKAGED_ENCODER, dtype="int8")
+
+
+# ------------------------------------------------------------------ the GPU-speed path, checked on the CPU
+def test_token_budget_batches_hold_at_most_the_budget_and_give_the_same_embeddings(tiny_bert):
+    lengths = np.array([3, 40, 5, 5, 12, 2, 40, 7, 9, 1])
+    encoder = SentenceEncoder(str(tiny_bert), token_budget=40)
+    batches = encoder.batches(lengths)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))  # each sentence once
+    for batch in batches:
+        assert len(batch) * lengths[batch].max() <= 40 or len(batch) == 1
+    # sorted 1,2,3,5,5 | 7,9,12 | 40 | 40: short sentences share a batch, long ones do not
+    assert [len(b) for b in batches] == [5, 3, 1, 1]
+    fixed = SentenceEncoder(str(tiny_bert), batch_size=2).encode(SENTENCES * 5)
+    budgeted = SentenceEncoder(str(tiny_bert), token_budget=64).encode(SENTENCES * 5)
+    np.testing.assert_allclose(budgeted, fixed, atol=1e-5)
+
+
+def test_sdpa_attention_equals_eager(tiny_bert):
+    sdpa = SentenceEncoder(str(tiny_bert), attention="sdpa")
+    eager = SentenceEncoder(str(tiny_bert), attention="eager")
+    assert sdpa.model.config._attn_implementation == "sdpa"
+    np.testing.assert_allclose(sdpa.encode(SENTENCES), eager.encode(SENTENCES), atol=1e-5)
+    with pytest.raises(ConfigError, match="attention"):
+        SentenceEncoder(str(tiny_bert), attention="flash")
+
+
+def test_bf16_weights_are_cast_once_and_agree_with_fp32(tiny_bert):
+    import torch
+
+    bf16 = SentenceEncoder(str(tiny_bert), dtype="bfloat16")
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}  # no fp32 weights under autocast
+    fp32 = SentenceEncoder(str(tiny_bert), dtype="float32").encode(SENTENCES)
+    low = bf16.encode(SENTENCES)
+    assert low.dtype == np.float32
+    cosine = (low * fp32).sum(1) / np.linalg.norm(low, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() >= 0.999, cosine
