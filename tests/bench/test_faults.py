@@ -86,3 +86,12 @@ def test_a_case_passes_only_when_fault_resume_metrics_and_tree_are_all_right(tmp
     faults.update_readme(faults.markdown([good, good], 42.0, "python -m bench.faults"), readme)
     text = readme.read_text()
     assert text.count(faults.TABLE_BEGIN) == 1 and "2 of 2 cases pass" in text
+
+
+def test_a_mid_stage_fault_that_lands_after_a_short_stage_is_inconclusive_not_failed():
+    missed = faults.Case("kill9-mid", "prepare", -9, False, "missed the stage", 0, True, [])
+    good = faults.Case("kill9-mid", "fit", -9, True, "in stage", 0, True, [])
+    assert missed.inconclusive and not missed.passed and not good.inconclusive
+    table = faults.markdown([good, missed], 60.0, "python -m bench.faults")
+    assert "1 of 1 cases pass; 1 inconclusive" in table
+    assert "| kill9-mid | prepare | missed the stage | -9 | n/a |" in table
