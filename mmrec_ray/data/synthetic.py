@@ -299,6 +299,14 @@ def _weighted_top(
 
 def _apportion_capped(weights: np.ndarray, total: int, cap: np.ndarray) -> np.ndarray:
     """``apportion`` that never gives a column more than ``cap`` (``cap.sum() >= total``)."""
+    cap = np.asarray(cap, dtype=np.int64)
+    if total <= 0:
+        return np.zeros(len(cap), dtype=np.int64)
+    weights = np.where(cap > 0, np.asarray(weights, dtype=np.float64), 0.0)
+    if (
+        not weights.sum() > 0
+    ):  # an empty stratum's row of the fitted table, at tiny scales: spread over the room
+        weights = cap.astype(np.float64)
     raw = weights / weights.sum() * total
     counts = np.minimum(np.floor(raw).astype(np.int64), cap)
     remainder = np.where(counts < cap, raw - counts, -np.inf)

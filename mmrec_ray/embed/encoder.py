@@ -208,7 +208,9 @@ class SentenceEncoder:
         while start < len(order):
             # Sorted ascending, so the last sentence taken is the longest: count x its length <= budget.
             # No batch can hold more than budget // (its shortest length) sentences: only that window is checked.
-            window = sorted_lengths[start : start + self.token_budget // max(1, int(sorted_lengths[start])) + 1]
+            window = sorted_lengths[
+                start : start + self.token_budget // max(1, int(sorted_lengths[start])) + 1
+            ]
             fits = np.arange(1, len(window) + 1) * window <= self.token_budget
             count = max(1, int(np.argmin(fits)) if not fits.all() else len(fits))
             out.append(order[start : start + count])

@@ -15,6 +15,7 @@ overwrites, so the outputs always match the predictions present.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,12 @@ def aggregate(
         for path in figure_paths(figures / f"{name}.png").values():
             paths[f"figures/{path.name}"] = path
 
+    # Written last: the pipeline trusts the results only with it (a run killed half-way through this function
+    # leaves table3.md next to missing statistics and figures).
+    paths["results/aggregate.json"] = atomic_write_text(
+        results / "aggregate.json",
+        json.dumps({"predictions": sorted(p.name for p in files), "files": sorted(paths)}, indent=1),
+    )
     for message in messages:
         say(f"aggregate: {message}")
     say(f"aggregate: wrote {len(paths)} files under {results} and {figures}")

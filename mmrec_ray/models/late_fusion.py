@@ -22,7 +22,7 @@ class LateFusion(Recommender):
     name = "late_fusion"
     depends_on = ("conversation", "session")
     trains_on = "all"
-    tunable = ()
+    search_space = {}  # its parts are tuned on their own
 
     def __init__(self, params: ModelParams, training, seed: int):
         super().__init__(params, training, seed)

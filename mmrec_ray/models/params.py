@@ -2,7 +2,8 @@
 
 ``default_params(name)`` gives the YAML entry when the file has one, else ``TABLE_2`` below (the same values,
 so an installed package without the configs folder behaves identically), else ``ModelParams()`` (models with
-nothing to tune: Popular, Late Fusion, and stage components that take their parent's values).
+nothing to tune: Popular, Late Fusion, and stage components that take their parent's values); a model's own
+hyperparameters (``Recommender.hyperparameters``) at their declared defaults.
 """
 
 from __future__ import annotations
@@ -47,10 +48,18 @@ def _table(path: str) -> dict[str, ModelParams]:
 
 
 def default_params(name: str, path: str | Path | None = None) -> ModelParams:
-    """Table 2 hyperparameters of model ``name`` (a fresh copy: callers may modify it)."""
+    """Table 2 hyperparameters of model ``name`` (a fresh copy: callers may modify it), with the defaults of the
+    hyperparameters the model declares itself (``Recommender.hyperparameters``)."""
     table = _table(str(path or HYPERPARAMETERS_FILE))
     if name in table:
-        return dataclasses.replace(table[name])
-    if name in TABLE_2:
-        return from_dict(ModelParams, dict(TABLE_2[name]), where=f"TABLE_2.{name}")
-    return ModelParams()
+        params = dataclasses.replace(table[name])
+    elif name in TABLE_2:
+        params = from_dict(ModelParams, dict(TABLE_2[name]), where=f"TABLE_2.{name}")
+    else:
+        params = ModelParams()
+    from mmrec_ray.models import registry
+
+    try:
+        return params.with_defaults(registry.get(name).hyperparameters)
+    except KeyError:  # not (yet) registered: nothing declared to fill in
+        return params

@@ -20,7 +20,7 @@ from mmrec_ray.models.registry import register
 class Popular(Recommender):
     name = "popular"
     trains_on = "all"
-    tunable = ()
+    search_space = {}  # nothing to tune: counts of training purchases
 
     counts: np.ndarray | None = None  # (J,) float32 purchases per item among training PEs
 

@@ -49,6 +49,7 @@ from mmrec_ray.models.neural import fit_network, predict_batches
 from mmrec_ray.models.registry import register
 from mmrec_ray.models.relative_representation_conversation_encoder import CONVERSATION_ENCODER
 from mmrec_ray.models.relative_representation_session_encoder import SESSION_ENCODER
+from mmrec_ray.models.space import grid
 from mmrec_ray.training.loop import seed_everything
 from mmrec_ray.training.losses import multilabel_bce
 
@@ -87,7 +88,8 @@ class RelativeRepresentationRecommender(Recommender):
     name = "relative_representation"
     depends_on = (CONVERSATION_ENCODER, SESSION_ENCODER)
     trains_on = "all"
-    tunable = ("batch_size", "units", "dropout", "num_anchors")
+    # The paper's grid plus the anchor count (around the paper's 125 anchors per item class in total).
+    search_space = {**Recommender.search_space, "num_anchors": grid([50, 125, 250])}
 
     def __init__(self, params, training, seed: int):
         super().__init__(params, training, seed)

@@ -433,7 +433,7 @@ class UimLlmFeedbackRecommender(_FeedbackRecommender):
 
     name = "uim_llm_feedback"
     display_name = "UiM + LLM feedback"
-    tunable = ()  # the judge is frozen; UiM is tuned on its own
+    search_space = {}  # the judge is frozen; UiM is tuned on its own
     reported = judge_folder() is not None
 
     def __init__(self, params, training, seed: int):

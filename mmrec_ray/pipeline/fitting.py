@@ -25,8 +25,20 @@ CHECKPOINT_FILE = "model.pt"  # inside a Tune/Train checkpoint directory
 
 
 def base_params(cfg: ExperimentConfig, name: str) -> ModelParams:
-    """The configured hyperparameters of ``name``: the config's own entry, else the paper's Table 2."""
-    return dataclasses.replace(resolve_params(name, cfg.hyperparameters))
+    """The configured hyperparameters of ``name``: the config's own entry, else the paper's Table 2, with the
+    model's own hyperparameters (``Recommender.hyperparameters``) at their defaults where not configured, so that
+    trial tables and best configs show every value a fit used."""
+    from mmrec_ray.models import registry
+
+    return resolve_params(name, cfg.hyperparameters).with_defaults(registry.get(name).hyperparameters)
+
+
+def chosen_params(chosen: dict) -> ModelParams:
+    """The ModelParams of a best-config entry (``best_configs.yaml``: the params' fields, ``extra`` included,
+    beside ``val_loss``/``trial``/``source``)."""
+    return ModelParams(
+        **{f.name: chosen[f.name] for f in dataclasses.fields(ModelParams) if f.name in chosen}
+    )
 
 
 def trial_training(

@@ -307,12 +307,17 @@ class Pipeline:
         self._stage("fit", not train.is_done(self.cfg, self.run_dir), action)
 
     def aggregate(self) -> None:
-        results = self.run_dir / "results" / "table3.md"
+        # aggregate.json is the last file aggregate writes: without it the results are a killed run's half.
+        done = self.run_dir / "results" / "aggregate.json"
         predictions = list((self.run_dir / "predictions").glob("*.parquet"))
         newest = max((p.stat().st_mtime for p in predictions), default=0.0)
-        needed = not results.exists() or results.stat().st_mtime < newest
+        needed = not done.exists() or done.stat().st_mtime < newest
         argv = ["--run-dir", str(self.run_dir), "--config", str(self.run_dir / "config.yaml"), "--no-table"]
         self._stage("aggregate", needed, lambda: _command("aggregate", argv) and None)
+        if needed:  # the tracked fit runs get their test metrics once aggregate has computed them
+            from mmrec_ray.pipeline import tracking
+
+            tracking.log_test_metrics(self.cfg, self.run_dir, self.log)
 
     def analyses(self) -> None:
         """Section 7 analyses and the modality ablation (``mmrec_ray.pipeline.analyses``); each switchable."""

@@ -118,6 +118,8 @@ def _train_loop(config: dict[str, Any]) -> None:
             (cumulative / f".{name}.pt").write_bytes(fitting.checkpoint_bytes(model, result, training))
             (cumulative / f".{name}.pt").replace(model_file)
             seconds = time.perf_counter() - started
+            # Beside the model in the checkpoint, so the driver can track it (and a resumed attempt keeps it).
+            (cumulative / f"{name}.json").write_text(json.dumps({"fit_seconds": seconds}))
             loss = float(result.best_validation_loss)
             print(
                 f"fit {name} seed {seed}: {seconds:.1f}s, best epoch {result.best_epoch}, val_loss {loss:.4f}"
@@ -152,8 +154,9 @@ class _Counter:
 def _drive(
     config: dict[str, Any], storage: str, run_name: str, cpus: float, gpus: float
 ) -> tuple[dict[str, tuple], list[str]]:
-    """Build and run one seed's TorchTrainer; return ({model: (checkpoint bytes, predictions frame or None)},
-    the models it took from an interrupted earlier attempt's checkpoint instead of fitting them)."""
+    """Build and run one seed's TorchTrainer; return ({model: (checkpoint bytes, predictions frame or None,
+    fit seconds or None)}, the models it took from an interrupted earlier attempt's checkpoint instead of
+    fitting them)."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -183,9 +186,11 @@ def _drive(
             if not model_file.exists():
                 continue
             frame_file = Path(directory) / f"{name}.parquet"
+            info_file = Path(directory) / f"{name}.json"
             out[name] = (
                 model_file.read_bytes(),
                 pd.read_parquet(frame_file) if frame_file.exists() else None,
+                json.loads(info_file.read_text()).get("fit_seconds") if info_file.exists() else None,
             )
     return out, restored
 
@@ -210,7 +215,9 @@ def discard_trainer(trainer_dir: str) -> bool:
 
 def discard_unused_checkpoints(trainer_dir: str) -> list[str]:
     """Remove the ``checkpoint_*`` folders of a seed's Ray Train folder that its snapshot does not name (a
-    restarted trainer resumes from the snapshot only); returns their names. An unreadable snapshot keeps all."""
+    restarted trainer resumes from the snapshot only); returns their names. An unreadable snapshot (cut short by
+    a full disk: Ray writes it in place) would stop the restarted trainer at start-up, so the whole folder goes
+    (returned as ``["*"]``): the seed's finished models are already in the run directory and are not refitted."""
     import pyarrow.fs as pafs
 
     fs, path = _filesystem(trainer_dir)
@@ -223,7 +230,8 @@ def discard_unused_checkpoints(trainer_dir: str) -> list[str]:
             with fs.open_input_stream(snapshot) as stream:
                 state = json.loads(stream.read())
         except ValueError:
-            return []
+            fs.delete_dir(path)
+            return ["*"]
         results = [*state.get("checkpoint_results", []), state.get("latest_checkpoint_result") or {}]
         used = {r.get("checkpoint_dir_name") for r in results if r.get("checkpoint_dir_name")}
     removed = []
@@ -260,7 +268,10 @@ def run_fit(
     for seed in cfg.fit.seeds:  # the caller holds the run lock: no trainer of another run uses these folders
         trainer_dir = f"{storage}/{cfg.name}__seed{seed}"
         if seed in plans:
-            discard_unused_checkpoints(trainer_dir)
+            if discard_unused_checkpoints(trainer_dir) == ["*"]:
+                log(
+                    f"  fit seed {seed}: Ray Train's snapshot there was cut short; starting that seed's trainer anew"
+                )
         else:
             discard_trainer(trainer_dir)
     total = sum(len(m) for m, _ in plans.values())
@@ -275,6 +286,9 @@ def run_fit(
             "GPU": (cfg.fit.gpus_per_worker, "fit.gpus_per_worker", "--set fit.gpus_per_worker=0"),
         },
     )
+    from mmrec_ray.pipeline.tracking import FitTracker
+
+    tracker = FitTracker(cfg, run_dir, log)  # refuses a missing MLflow now, not after the fits
     data_ref = ray.put(PreparedData.load(run_dir / "prepared" / "tensors", mmap=False))
     drive = ray.remote(num_cpus=0)(_drive)
     log(f"  fit: {total} (model, seed) fits in {len(plans)} seed trainers")
@@ -314,11 +328,12 @@ def run_fit(
 
             log(f"  fit seed {seed}: FAILED after {time.perf_counter() - started:.0f}s: {one_line(exc)}")
             continue
-        for name, (payload, frame) in outputs.items():
+        for name, (payload, frame, fit_seconds) in outputs.items():
             atomic_write(checkpoint_path(run_dir, name, seed), lambda p, b=payload: p.write_bytes(b))
             if frame is not None:
                 write_test_predictions(predictions_path(run_dir, name, seed), frame)
             written += 1
+            tracker.record(name, seed, payload, fit_seconds)
         if all(is_finished(run_dir, n, seed) for n in names):
             discard_trainer(f"{storage}/{cfg.name}__seed{seed}")
         resumed = (

@@ -1,18 +1,31 @@
-"""The `tune` stage (Ray Tune): every model's grid in parallel, ASHA on validation loss, best config per model.
+"""The `tune` stage (Ray Tune): every model's search space, ASHA on validation loss, best config per model.
 
+* A model declares what Tune searches (``Recommender.search_space``: hyperparameter -> grid / choice / uniform /
+  loguniform / randint, ``mmrec_ray.models.space``); the paper's models declare the paper's grid. A config changes
+  it per model (``tune.spaces``) or per field for every model (``tune.batch_size`` ... lists). Nothing here lists
+  fields: a hyperparameter a model declares is searched, recorded and selected like the paper's four.
+* ``tune.search`` walks the spaces. ``grid`` (the paper's protocol): every combination of each model's lists.
+  ``random`` (Optuna's RandomSampler) and ``optuna`` (TPE): ``tune.num_samples`` trials per model, drawn by a
+  searcher seeded from the run's seed and the model's name, so a run with the same seed proposes the same trials.
 * Models run in dependency levels (level 0: no dependencies — Conversation, Web Session, generators, encoders;
-  level 1: their dependents — Late Fusion, Knowledge Distillation, ...). Each level is ONE Tune run over all of
-  its models' grids. A dependent's trials use its dependencies fitted at their best config with seed 0.
+  level 1: their dependents — Late Fusion, Knowledge Distillation, ...). A dependent's trials use its
+  dependencies fitted at their best config with seed 0. Grid search runs ONE Tune run per level over all of its
+  models' points (models tune side by side). A sampling searcher runs one Tune run per (level, model), one after
+  the other: each model needs its own space and searcher, and a searcher that learns from losses (TPE) must see
+  only its own model's, which are not comparable with another model's.
 * ASHA (metric ``val_loss``, mode ``min``, time attribute ``epoch``) runs one bracket set per model: losses of
   different models are not comparable (Knowledge Distillation adds teacher terms), so one model's trials never
-  stop another's.
-* Only the final stage is compared, by ASHA and by selection: epochs of a model's ``preliminary_stages`` (a
-  pre-trained encoder's MSE, say, before the BCE the model is judged on) are reported under other keys, and
-  ``epoch`` counts final-stage epochs. A trial stopped before its final stage has no loss and cannot win.
+  stop another's. ``tune.scheduler: none`` runs every trial to its end.
+* Only the final stage is compared, by ASHA, by the searcher and by selection: epochs of a model's
+  ``preliminary_stages`` (a pre-trained encoder's MSE, say, before the BCE the model is judged on) are reported
+  under other keys, and ``epoch`` counts final-stage epochs. A trial stopped before its final stage has no loss
+  and cannot win.
 * The prepared arrays enter the object store once (``tune.with_parameters``); trials map them zero-copy.
 * Only validation loss is seen here; the test split is never touched.
-* Resume: experiment names are ``{run name}_tune_level{k}`` (no timestamps); an interrupted level is restored
-  with ``Tuner.restore``; a finished level (``RUN_DIR/tune/levels/level{k}.csv``) is skipped.
+* Resume: experiment names are ``{run name}_tune_level{k}`` (grid) or ``{run name}_tune_level{k}_{model}`` (no
+  timestamps); an interrupted run is restored with ``Tuner.restore`` (the searcher's state with it); a finished
+  level (``RUN_DIR/tune/levels/level{k}.parquet``) or model (``level{k}.{model}.parquet``) is skipped. Trial
+  directories are ``{model}_{index}``: the grid point's index, or the searcher's proposal number.
 
 Outputs: ``RUN_DIR/tune/best_configs.yaml`` and ``RUN_DIR/tune/trials.csv`` (one row per trial).
 """
@@ -25,6 +38,7 @@ import json
 import math
 import signal
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +50,14 @@ from mmrec_ray.data.tensors import PreparedData
 from mmrec_ray.errors import ConfigError
 from mmrec_ray.io import atomic_write_parquet, atomic_write_text
 from mmrec_ray.models import registry
+from mmrec_ray.models import space as spaces
 from mmrec_ray.models.base import FitResult
-from mmrec_ray.pipeline import console, fitting
+from mmrec_ray.pipeline import console, fitting, tracking
 from mmrec_ray.pipeline.ray_env import ray_storage_path
 from mmrec_ray.training.runner import fit_one
 
-GRID_FIELDS = ("batch_size", "units", "dropout", "num_anchors")
-TRIAL_COLUMNS = ["model", "trial", *GRID_FIELDS, "best_val_loss", "epochs", "status"]
+PARAM_COLUMNS = ModelParams.core_fields()  # every trial row has these; models' own hyperparameters follow
+TRIAL_COLUMNS = ["model", "trial", *PARAM_COLUMNS, "best_val_loss", "epochs", "status"]
 
 
 # --------------------------------------------------------------------------------------------------- planning
@@ -59,17 +74,137 @@ def dependency_levels(names: list[str]) -> list[list[str]]:
     return [[n for n in names if level[n] == k] for k in range(max(level.values(), default=-1) + 1)]
 
 
+def search_space(cfg: ExperimentConfig, name: str) -> dict[str, spaces.Space]:
+    """What Tune searches for ``name``: the space the model declares, as the config changes it. Empty when it has
+    nothing to tune (Popular): it then keeps its configured parameters."""
+    return spaces.resolve(cfg.tune, name)
+
+
 def grid(cfg: ExperimentConfig, name: str) -> list[dict[str, Any]]:
-    """The grid points of one model: the product of the TuneConfig lists of the fields it declares tunable.
-    Empty when it has nothing to tune (Popular): it then keeps its configured parameters."""
-    fields = [f for f in GRID_FIELDS if f in registry.get(name).tunable]
-    if not fields:
+    """The grid points of one model: the product of its space's lists, in declaration order, each the model's
+    full params as a dict (``extra`` included)."""
+    dimensions = search_space(cfg, name)
+    if not dimensions:
         return []
-    base = dataclasses.asdict(fitting.base_params(cfg, name))
-    points = []
-    for values in itertools.product(*(getattr(cfg.tune, f) for f in fields)):
-        points.append({**base, **dict(zip(fields, values))})
-    return points
+    ranges = [f for f, d in dimensions.items() if not d.is_list]
+    if ranges:  # the config check refuses this at load; a space changed since then must not half-run
+        raise ConfigError(
+            f"tune.spaces.{name}: grid search cannot walk the ranges {ranges}; use tune.search=random"
+        )
+    base = fitting.base_params(cfg, name)
+    return [
+        dataclasses.asdict(base.with_values(dict(zip(dimensions, values))))
+        for values in itertools.product(*(d.values for d in dimensions.values()))
+    ]
+
+
+def sampled_params(cfg: ExperimentConfig, name: str) -> dict[str, Any]:
+    """The params of one model for a sampling searcher: its configured values, with the Ray Tune domain of each
+    searched field (``tune.choice``, ``tune.uniform``, ``tune.loguniform``, ``tune.randint``) in its place."""
+    params = dataclasses.asdict(fitting.base_params(cfg, name))
+    for field, dimension in search_space(cfg, name).items():
+        (params if field in PARAM_COLUMNS else params["extra"])[field] = dimension.to_ray(cfg.tune.search)
+    return params
+
+
+def _trial_training(cfg: ExperimentConfig) -> TrainingConfig:
+    return fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
+
+
+def param_space(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
+    """The ``param_space`` of one Tune run. Grid search: every grid point of every model in ``names`` (a level),
+    as one ``tune.grid_search``. Random / optuna: the one model in ``names``, its searched fields as domains (the
+    searcher adds ``index``, its proposal number)."""
+    from ray import tune
+
+    training = dataclasses.asdict(_trial_training(cfg))
+    if cfg.tune.search == "grid":
+        points = [
+            {"model": name, "index": index, "params": point, "training": training}
+            for name in names
+            for index, point in enumerate(grid(cfg, name))
+        ]
+        return {"trial": tune.grid_search(points)}
+    (name,) = names
+    return {"trial": {"model": name, "params": sampled_params(cfg, name), "training": training}}
+
+
+def searcher_seed(cfg: ExperimentConfig, name: str) -> int:
+    """One model's searcher seed: from the run's seed and the model's name, so that a re-run proposes the same
+    trials and two models do not draw the same sequence."""
+    return zlib.crc32(f"{cfg.seed}:{name}".encode())
+
+
+def searcher(cfg: ExperimentConfig, name: str):
+    """The searcher of one model's Tune run: Optuna's RandomSampler (``random``) or TPE (``optuna``) behind
+    Ray's ``OptunaSearch``, seeded by ``searcher_seed``. One implementation for both, so that both number their
+    trials and resume alike. TPE's first 10 proposals are seeded draws; later ones follow the losses of the trials
+    finished so far, so they repeat exactly only when trials finish in the same order (max_concurrent_trials=1)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial otherwise, in the stage's display
+    seed = searcher_seed(cfg, name)
+    sampler = (
+        optuna.samplers.RandomSampler(seed=seed)
+        if cfg.tune.search == "random"
+        else optuna.samplers.TPESampler(seed=seed)
+    )
+    # best_val_loss: what selection compares (the best final-stage epoch), also on a trial ASHA stopped.
+    return _model_searcher(OptunaSearch(metric="best_val_loss", mode="min", sampler=sampler))
+
+
+def _model_searcher(inner):
+    from ray.tune.search import Searcher
+
+    class ModelSearcher(Searcher):
+        """``inner`` for one model's run. It numbers its proposals (``config["trial"]["index"]``: the trial's
+        directory name, stable across re-runs and resumes), and passes a trial's result on only when the trial
+        ends: preliminary-stage reports carry no final-stage loss, and there is no pruner to feed (ASHA stops
+        trials). Its own metric stays unset, so Tune does not require one in every report."""
+
+        def __init__(self, searcher) -> None:
+            super().__init__(metric=None, mode=None)
+            self.searcher = searcher  # Tune saves and restores wrappers through this attribute
+            self.proposed = 0
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+        def suggest(self, trial_id: str):
+            config = self.searcher.suggest(trial_id)
+            if isinstance(config, dict):
+                config.setdefault("trial", {})["index"] = self.proposed
+                self.proposed += 1
+            return config
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            pass
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+        def get_state(self) -> dict:
+            return {"proposed": self.proposed}
+
+        def set_state(self, state: dict) -> None:
+            self.proposed = state["proposed"]
+
+        def save(self, checkpoint_path: str) -> None:
+            self.searcher.save(checkpoint_path)
+
+        def restore(self, checkpoint_path: str) -> None:
+            self.searcher.restore(checkpoint_path)
+
+    return ModelSearcher(inner)
+
+
+def _scheduler(cfg: ExperimentConfig, state_path: Path):
+    if cfg.tune.scheduler == "none":
+        from ray.tune.schedulers import FIFOScheduler
+
+        return FIFOScheduler()
+    return _per_model_asha(cfg, state_path)
 
 
 # --------------------------------------------------------------------------------------------------- scheduler
@@ -328,9 +463,24 @@ def run_tune(cfg: ExperimentConfig, run_dir: Path, log=print) -> dict[str, dict[
                     cfg, run_dir, k, name, best[name], data_ref, dependency_payloads
                 )
     table = pd.concat(all_trials, ignore_index=True) if all_trials else pd.DataFrame(columns=TRIAL_COLUMNS)
-    atomic_write_text(out / "trials.csv", table[TRIAL_COLUMNS].to_csv(index=False))
+    atomic_write_text(out / "trials.csv", trial_table(table).to_csv(index=False))
     atomic_write_text(out / "best_configs.yaml", yaml.safe_dump(best, sort_keys=False))
     return best
+
+
+def trial_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials.csv``: TRIAL_COLUMNS, with a column per model-declared hyperparameter that some trial set
+    (from each trial's exact params) before the losses."""
+    extra: list[dict[str, Any]] = [
+        json.loads(p)["extra"] if isinstance(p, str) else {}
+        for p in trials.get("params", [None] * len(trials))
+    ]
+    names = sorted({k for values in extra for k, v in values.items() if v is not None})
+    table = trials.reset_index(drop=True)
+    for name in names:
+        table[name] = [values.get(name) for values in extra]
+    split = TRIAL_COLUMNS.index("best_val_loss")
+    return table[TRIAL_COLUMNS[:split] + names + TRIAL_COLUMNS[split:]]
 
 
 def _select(cfg: ExperimentConfig, name: str, trials: pd.DataFrame) -> dict[str, Any]:
@@ -338,28 +488,62 @@ def _select(cfg: ExperimentConfig, name: str, trials: pd.DataFrame) -> dict[str,
     final stage, has NaN and is skipped); the configured parameters when there is none."""
     rows = trials[(trials["model"] == name) & trials["best_val_loss"].notna()]
     rows = rows[rows["best_val_loss"].apply(math.isfinite)]
+    params = fitting.base_params(cfg, name)
     if rows.empty:
-        params = dataclasses.asdict(fitting.base_params(cfg, name))
-        return {**params, "val_loss": None, "trial": None, "source": "configured (nothing to tune)"}
+        return {
+            **dataclasses.asdict(params),
+            "val_loss": None,
+            "trial": None,
+            "source": "configured (nothing to tune)",
+        }
     row = rows.sort_values(["best_val_loss", "trial"], kind="stable").iloc[0]
-    params = dataclasses.asdict(fitting.base_params(cfg, name))
-    for f in GRID_FIELDS:
-        if not pd.isna(row[f]):
-            params[f] = type(params[f])(row[f])
-    return {**params, "val_loss": float(row["best_val_loss"]), "trial": str(row["trial"]), "source": "tune"}
+    if isinstance(row.get("params"), str):
+        params = ModelParams(**json.loads(row["params"]))  # exactly what the winning trial ran
+    else:  # a level file from before trials kept their params: the paper's four columns
+        for f in PARAM_COLUMNS:
+            if f in row and not pd.isna(row[f]):
+                params = dataclasses.replace(params, **{f: type(getattr(params, f))(row[f])})
+    return {
+        **dataclasses.asdict(params),
+        "val_loss": float(row["best_val_loss"]),
+        "trial": str(row["trial"]),
+        "source": "tune",
+    }
 
 
 def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> pd.DataFrame:
+    """One dependency level: one Tune run over every model's grid (grid search), or one Tune run per model
+    that has something to search (random / optuna), each kept as a parquet file once finished."""
     from ray import tune
 
-    training = fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
-    points = [
-        {"model": name, "index": index, "params": point, "training": dataclasses.asdict(training)}
-        for name in names
-        for index, point in enumerate(grid(cfg, name))
-    ]
-    log(f"  tune level {k} ({', '.join(names)}): {len(points)} trials")
-    if not points:
+    searched = [name for name in names if search_space(cfg, name)]
+    if cfg.tune.search == "grid":
+        space = param_space(cfg, names)
+        total = len(space["trial"]["grid_search"])
+        log(f"  tune level {k} ({', '.join(names)}): {total} trials")
+        runs = (
+            [(f"level{k}", f"{cfg.name}_tune_level{k}", space, None, total, f"tune level {k}")]
+            if total
+            else []
+        )
+    else:
+        total = cfg.tune.num_samples
+        log(
+            f"  tune level {k} ({', '.join(names)}): {cfg.tune.search} search, {total} trials per model "
+            f"({', '.join(searched) or 'nothing to search'})"
+        )
+        runs = [
+            (
+                f"level{k}.{name}",
+                f"{cfg.name}_tune_level{k}_{name}",
+                param_space(cfg, [name]),
+                searcher(cfg, name),
+                total,
+                f"tune level {k} {name}",
+            )
+            for name in searched
+        ]
+    if not runs:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
     from mmrec_ray.pipeline.ray_env import require_per_node
 
@@ -375,37 +559,53 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
         tune.with_parameters(_trial, data=data_ref, dependencies=payload_refs),
         {"cpu": cfg.tune.cpus_per_trial, "gpu": cfg.tune.gpus_per_trial},
     )
+    frames = []
+    for tag, experiment, space, search_alg, total, label in runs:
+        done = tune_dir(run_dir) / "levels" / f"{tag}.parquet"
+        if search_alg is not None and done.exists():
+            frames.append(pd.read_parquet(done))
+            log(f"  {label}: already done")
+            continue
+        results = _run(cfg, run_dir, k, tag, experiment, trainable, space, search_alg, total, label, log)
+        frames.append(_rows(results))
+        if search_alg is not None:
+            atomic_write_parquet(done, frames[-1])
+    # Tune returns a restored run's trials in another order: rows in level order, then by trial name.
+    table = pd.concat(frames, ignore_index=True)
+    order = table["model"].map({name: i for i, name in enumerate(names)})
+    table = table.assign(_order=order).sort_values(["_order", "trial"], kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def _run(cfg, run_dir, k, tag, experiment, trainable, space, search_alg, total, label, log):
+    """One Tune run (a grid level, or one model's sampled search); resumed when interrupted."""
+    from ray import tune
+
     storage = ray_storage_path(run_dir) + "/tune"
-    experiment = f"{cfg.name}_tune_level{k}"
     path = f"{storage}/{experiment}"
-    param_space = {"trial": tune.grid_search(points)}
     if tune.Tuner.can_restore(path):
-        log(f"  tune level {k}: resuming {path}")
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=param_space)
+        log(f"  {label}: resuming {path}")
+        _discard_partial_state_files(path)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, param_space=space)
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space=param_space,
+            param_space=space,
             tune_config=tune.TuneConfig(
-                scheduler=_per_model_asha(cfg, tune_dir(run_dir) / "asha" / f"level{k}.json"),
+                scheduler=_scheduler(cfg, tune_dir(run_dir) / "asha" / f"{tag}.json"),
+                search_alg=search_alg,
+                num_samples=1 if search_alg is None else total,
                 max_concurrent_trials=cfg.tune.max_concurrent_trials or None,
                 reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
             ),
-            run_config=tune.RunConfig(
-                name=experiment,
-                storage_path=storage,
-                verbose=1 if console.verbose() else 0,
-                callbacks=[] if console.verbose() else [_trial_progress(len(points), f"tune level {k}")],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=1),
-            ),
+            run_config=_run_config(cfg, run_dir, k, experiment, storage, total, label),
         )
     # Tune installs its own SIGINT handler and leaves it behind when fit() returns: without restoring ours, Ctrl-C
     # in every later stage of the same process would be swallowed (the run then "finishes" with exit 0).
     previous_handler = signal.getsignal(signal.SIGINT)
     try:
-        with console.driver_output(Path(run_dir) / "logs" / f"tune_level{k}.log"):
+        with console.driver_output(Path(run_dir) / "logs" / f"tune_{tag}.log"):
             results = tuner.fit()
     finally:
         signal.signal(signal.SIGINT, previous_handler)
@@ -421,9 +621,31 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
 
         names = ", ".join(Path(r.path).name for r in failed[:3]) + (" ..." if len(failed) > 3 else "")
         raise MmrecError(
-            f"tune level {k}: {len(failed)} of {len(results)} trials failed ({names}): {one_line(failed[0].error)} "
+            f"{label}: {len(failed)} of {len(results)} trials failed ({names}): {one_line(failed[0].error)} "
             f"(Tune's trace: {Path(failed[0].path) / 'error.txt'}; re-run to retry them)"
         )
+    return results
+
+
+def _run_config(cfg, run_dir, k, experiment, storage, total, label):
+    """The RunConfig of every Tune run of the stage (grid levels and per-model searches alike)."""
+    from ray import tune
+
+    # Tune callbacks for every run of the stage; further ones (experiment trackers) belong in this list.
+    callbacks = [] if console.verbose() else [_trial_progress(total, label)]
+    callbacks += tracking.tune_callbacks(cfg, run_dir, k)
+    return tune.RunConfig(
+        name=experiment,
+        storage_path=storage,
+        verbose=1 if console.verbose() else 0,
+        callbacks=callbacks,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=1),
+    )
+
+
+def _rows(results) -> pd.DataFrame:
+    """One row per trial: the paper's four params as columns, the exact params as JSON, loss, epochs, status."""
     rows = []
     for result in results:
         config = result.config["trial"] if "trial" in (result.config or {}) else result.config
@@ -436,7 +658,8 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
             {
                 "model": config["model"],
                 "trial": Path(result.path).name,
-                **{f: params.get(f) for f in GRID_FIELDS},
+                **{f: params.get(f) for f in PARAM_COLUMNS},
+                "params": json.dumps(params, sort_keys=True, default=_plain),
                 "best_val_loss": _best_loss(result, config["model"]),
                 "epochs": metrics.get("epoch"),
                 "status": status,
@@ -444,6 +667,11 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
             }
         )
     return pd.DataFrame(rows)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars a searcher may hand out."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _trial_progress(total: int, what: str):
@@ -470,6 +698,17 @@ def _trial_progress(total: int, what: str):
             return {"progress": None}  # a terminal stream does not pickle; a restore starts a new display
 
     return TrialProgress()
+
+
+def _discard_partial_state_files(experiment: str) -> None:
+    """Tune saves its searcher state through hidden ``.<uuid>-tmp-...`` files that it renames into place; a run
+    killed between the two leaves one behind, which the restore never reads. (Local storage only: on a URI
+    the object store has no partial files.)"""
+    if "://" in experiment or not Path(experiment).is_dir():
+        return
+    for leftover in Path(experiment).glob(".*-tmp-*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
 
 
 def trial_dirname(trial) -> str:
@@ -530,7 +769,7 @@ def _fit_dependency(cfg, name, chosen, data_ref, dependency_payloads) -> bytes:
             d: fitting.load_checkpoint_bytes(payloads[d], store, training)
             for d in registry.get(name).depends_on
         }
-        params = ModelParams(**{f: chosen[f] for f in ModelParams.__dataclass_fields__})
+        params = fitting.chosen_params(chosen)
         model, result = fit_one(name, 0, store, params, training, dependencies)
         return fitting.checkpoint_bytes(model, result, training)
 

@@ -11,7 +11,7 @@ import pytest
 
 from mmrec_ray.cli import main
 from mmrec_ray.data import synthetic, synthetic_text
-from mmrec_ray.data.synthetic import EMBEDDING_DIR, FILES, RELEASE_STATS, generate
+from mmrec_ray.data.synthetic import EMBEDDING_DIR, FILES, RELEASE_STATS, build, generate
 
 SMALL = 0.02
 
@@ -315,3 +315,11 @@ def test_planted_signal_is_visible_in_both_modalities():
         / 24
     )
     assert np.mean(overlap) > 2 * base_rate
+
+
+@pytest.mark.parametrize("scale", [0.001, 0.002, 0.003])
+def test_tiny_scales_build(scale):
+    """At a few hundred PEs a (split x type) stratum can be empty; its purchases used to be apportioned from a row
+    of zeros (NaN counts: "repeats may not contain negative values")."""
+    data = build(scale, 0)
+    assert data.purchases.num_rows > 0

@@ -171,3 +171,35 @@ def test_a_truncated_manifest_does_not_stop_a_resume(tmp_path):
     manifest = Manifest(run, cfg)
     manifest.record("generate", "skipped", 0.1)
     assert json.loads((run / "manifest.json").read_text())["stages"]["generate"]["status"] == "skipped"
+
+
+def test_results_of_an_aggregate_killed_half_way_are_not_trusted(tmp_path, monkeypatch):
+    """aggregate writes table3.md before its statistics and figures; a kill in between used to leave a run whose
+    resume skipped aggregate for good. Only aggregate.json, written last, marks the results complete."""
+    from mmrec_ray.config import load_config
+    from mmrec_ray.pipeline.runner import Pipeline
+
+    run = tmp_path / "run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "predictions" / "popular__seed0.parquet").write_bytes(b"x")
+    (run / "results").mkdir()
+    (run / "results" / "table3.md").write_text("| half |")  # newer than the predictions, statistics missing
+    pipeline = Pipeline(
+        load_config(REPO / "configs" / "tiny.yaml", [f"run_dir={run}"]), log=lambda line: None
+    )
+    calls = []
+    monkeypatch.setattr(pipeline, "_stage", lambda name, needed, action, *a: calls.append((name, needed)))
+    pipeline.aggregate()
+    (run / "results" / "aggregate.json").write_text("{}")
+    pipeline.aggregate()
+    assert calls == [("aggregate", True), ("aggregate", False)]
+
+
+def test_a_snapshot_cut_short_by_a_full_disk_drops_the_whole_trainer_folder(tmp_path):
+    """Ray Train writes its snapshot in place; a full disk leaves it empty or cut, and a trainer restarted on it
+    dies at start-up (CheckpointManagerInitializationError) — found by bench/faults.py's full-disk case."""
+    trainer = tmp_path / "tiny__seed1"
+    (trainer / "checkpoint_2026-01-01_00-00-01.000000").mkdir(parents=True)
+    (trainer / "checkpoint_manager_snapshot.json").write_text('{"checkpoint_results": [{"checkpoint_dir')
+    assert train.discard_unused_checkpoints(str(trainer)) == ["*"]
+    assert not trainer.exists()

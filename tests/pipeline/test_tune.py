@@ -21,8 +21,11 @@ MODELS = ["popular", "conversation", "session", "knowledge_distillation"]
 DROPOUTS = [0.2, 0.4]
 
 
-def _cfg(run_dir: Path):
+def _cfg(run_dir: Path, search: str = "grid"):
     overrides = [f"run_dir={run_dir}", "name=tune_test", f"models=[{','.join(MODELS)}]"]
+    overrides += [f"tune.search={search}", "tune.num_samples=2"]  # num_samples: random/optuna only
+    if search != "grid":  # a range, which only the sampling searchers walk
+        overrides += ["tune.spaces.conversation.learning_rate={loguniform: [1.0e-3, 1.0e-2]}"]
     overrides += [f"tune.dropout={DROPOUTS}", "tune.units=[16]", "tune.batch_size=[64]"]
     overrides += ["tune.max_epochs=3", "tune.grace_period=3", "training.patience=2"]
     return load_config(REPO / "configs" / "tiny.yaml", overrides)
@@ -38,26 +41,32 @@ def _scrambled_test_split(data):
     return data
 
 
-def _tuned(run_dir: Path, data) -> dict:
+def _tuned(run_dir: Path, data, search: str) -> dict:
     data.save(run_dir / "prepared" / "tensors")
-    return tune.run_tune(_cfg(run_dir), run_dir, log=print)
+    return tune.run_tune(_cfg(run_dir, search), run_dir, log=print)
 
 
 @pytest.mark.slow
-def test_tune_selects_on_validation_only_in_dependency_order(ray_local, tmp_path):
-    cfg = _cfg(tmp_path / "a")
+@pytest.mark.parametrize("search", ["grid", "random", "optuna"])
+def test_tune_selects_on_validation_only_in_dependency_order(ray_local, tmp_path, search):
+    cfg = _cfg(tmp_path / "a", search)
     levels = tune.dependency_levels(tune.tuned_models(cfg))
     assert levels == [["popular", "conversation", "session"], ["knowledge_distillation"]]
 
-    best = _tuned(tmp_path / "a", random_prepared())
+    best = _tuned(tmp_path / "a", random_prepared(), search)
     out = tune.tune_dir(tmp_path / "a")
     assert yaml.safe_load((out / "best_configs.yaml").read_text()) == best
     assert set(best) == set(MODELS)
     assert best["popular"]["source"].startswith("configured")  # nothing to tune
 
     trials = pd.read_csv(out / "trials.csv")
-    expected = {(m, d) for m in MODELS if m != "popular" for d in DROPOUTS}
-    assert set(zip(trials["model"], trials["dropout"])) == expected and len(trials) == len(expected)
+    if search == "grid":
+        expected = {(m, d) for m in MODELS if m != "popular" for d in DROPOUTS}
+        assert set(zip(trials["model"], trials["dropout"])) == expected and len(trials) == len(expected)
+    else:  # num_samples trials per model, drawn from the same lists
+        expected = {f"{m}_{i:03d}" for m in MODELS if m != "popular" for i in range(2)}
+        assert set(trials["trial"]) == expected and len(trials) == len(expected)
+        assert set(trials["dropout"]) <= set(DROPOUTS)
     for name in ("conversation", "session", "knowledge_distillation"):
         rows = trials[trials["model"] == name]
         winner = rows.loc[rows["best_val_loss"].idxmin()]
@@ -77,7 +86,12 @@ def test_tune_selects_on_validation_only_in_dependency_order(ray_local, tmp_path
         ).stat().st_mtime
 
     # The test split is never touched: scrambling its targets changes no selection and no validation loss.
-    scrambled = _tuned(tmp_path / "b", _scrambled_test_split(random_prepared()))
+    scrambled = _tuned(tmp_path / "b", _scrambled_test_split(random_prepared()), search)
+    # ... and a run with the same seed proposes the same trials.
+    again = pd.read_csv(tune.tune_dir(tmp_path / "b") / "trials.csv")
+    columns = ["model", "trial", "batch_size", "units", "dropout"]
+    columns += ["learning_rate"] if search != "grid" else []
+    assert again[columns].equals(trials[columns])
     for name in MODELS:
         for key in ("batch_size", "units", "dropout", "num_anchors"):
             assert scrambled[name][key] == best[name][key], (name, key)

@@ -200,3 +200,14 @@ def test_ctrl_c_in_the_middle_of_tune_interrupts_the_run(tmp_path):
     assert "interrupted" in stderr and "re-run to resume" in stderr
     assert "Traceback" not in stderr
     assert not (tune.tune_dir(run_dir) / "best_configs.yaml").exists()
+
+
+def test_a_partial_searcher_state_file_of_a_killed_run_is_removed_before_the_restore(tmp_path):
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    partial = experiment / ".6c330467-ce97-4555-aae1-3af09d9f2016-tmp-basic-variant-state-2026.json"
+    partial.write_text("{")
+    kept = experiment / "basic-variant-state-2026.json"
+    kept.write_text("{}")
+    tune._discard_partial_state_files(str(experiment))
+    assert not partial.exists() and kept.exists()
