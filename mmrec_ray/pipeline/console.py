@@ -31,6 +31,8 @@ def quiet_ray_environment() -> None:
         return
     # Tune warns about experiment snapshots every few seconds on small trials; the warning is about speed only.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray Data sets its loggers' level from its own config when it starts (after ours); this variable wins.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 
 
 def ray_init_options() -> dict:

@@ -71,3 +71,19 @@ def test_a_tiny_run_prints_stage_lines_and_progress_not_rays_output(tmp_path):
     # -v shows Ray's own output again (a re-run from tune, so that Tune runs).
     code, verbose_lines = _run(tmp_path / "run", "-v", "--from", "tune")
     assert code == 0 and any("Trial status" in line or "╭" in line for line in verbose_lines)
+
+
+def test_quiet_mode_silences_ray_data_through_its_own_variable(monkeypatch):
+    """Ray Data re-reads its logging config when it starts, overriding a level set before; RAY_DATA_LOG_LEVEL is
+    the setting it honours (its INFO lines leaked into the demo's embed stage)."""
+    monkeypatch.delenv("RAY_DATA_LOG_LEVEL", raising=False)
+    console.set_verbose(False)
+    console.quiet_ray_environment()
+    assert os.environ["RAY_DATA_LOG_LEVEL"] == "ERROR"
+    monkeypatch.delenv("RAY_DATA_LOG_LEVEL")
+    console.set_verbose(True)
+    try:
+        console.quiet_ray_environment()
+        assert "RAY_DATA_LOG_LEVEL" not in os.environ
+    finally:
+        console.set_verbose(False)
