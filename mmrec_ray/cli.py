@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from mmrec_ray.errors import MmrecError, storage_error
+from mmrec_ray.errors import MmrecError, storage_error, user_error_in
 
 
 def _command_names() -> list[str]:
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args._run(args)
     except MmrecError as exc:
-        print(f"mmrec {args.command}: error: {exc}", file=sys.stderr)
+        # Ray's RayTaskError subclasses the error it wraps, but its text is the remote traceback.
+        print(f"mmrec {args.command}: error: {user_error_in(exc) or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return _interrupted(args.command)
@@ -115,10 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mmrec {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as exc:
         if interrupts.seen:
             return _interrupted(args.command)
-        raise
+        inner = user_error_in(exc)  # a user error raised inside a Ray task and wrapped by Ray Data
+        if inner is None:
+            raise
+        print(f"mmrec {args.command}: error: {inner}", file=sys.stderr)
+        return 2
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)

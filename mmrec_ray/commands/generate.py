@@ -33,6 +33,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="width of the embedding CSVs with --no-text (the release: 768)",
     )
     parser.add_argument(
+        "--float-text",
+        choices=("short", "float32", "release"),
+        default="short",
+        help="how --no-text writes embedding values: short = 4 decimals (small folders; default), float32 = "
+        "shortest round-trip float32, release = full float64 text as the release (~20 characters a value, "
+        "1.96 GB parts at 768 columns): for ingest rehearsals",
+    )
+    parser.add_argument(
+        "--sentence-volume",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --no-text, write each sentence's vector K times with fresh noise (the release has several times "
+        "the generator's ~0.9 M sentences at scale 1; default 1)",
+    )
+    parser.add_argument(
+        "--rows-per-part",
+        type=int,
+        default=None,
+        help="embedding CSV rows per part (default 200,000; ~1.96 GB parts with --float-text release)",
+    )
+    parser.add_argument(
         "--param",
         action="append",
         default=[],
@@ -64,10 +86,22 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--scale must be positive, got {args.scale}")
     if args.embedding_dim < 1:
         raise ConfigError(f"--embedding-dim must be at least 1, got {args.embedding_dim}")
+    if args.sentence_volume < 1:
+        raise ConfigError(f"--sentence-volume must be at least 1, got {args.sentence_volume}")
+    if args.rows_per_part is not None and args.rows_per_part < 1:
+        raise ConfigError(f"--rows-per-part must be at least 1, got {args.rows_per_part}")
     params = parse_params(args.param)
     started = time.perf_counter()
     info = generate(
-        args.out, args.scale, args.seed, text=args.text, embedding_dim=args.embedding_dim, params=params
+        args.out,
+        args.scale,
+        args.seed,
+        text=args.text,
+        embedding_dim=args.embedding_dim,
+        params=params,
+        rows_per_part=args.rows_per_part,
+        float_text=args.float_text,
+        sentence_volume=args.sentence_volume,
     )
     counts = info["counts"]
     state = (

@@ -18,6 +18,7 @@ import argparse
 from mmrec_ray.commands._options import add_config_argument, add_run_dir_argument
 from mmrec_ray.commands._reading import add_reading_arguments, chunk_bytes, warn_if_small_test_split
 from mmrec_ray.config import FidelityConfig, add_override_argument, load_config
+from mmrec_ray.errors import ConfigError
 
 HELP = "read a dataset folder (released format), validate it, write canonical Parquet and model-ready tensors"
 
@@ -70,6 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: the folder's embedding CSVs, else encode its text in-process; embed-stage: the parts "
         "`mmrec embed` wrote into RUN_DIR/prepared/parquet/conversation_embeddings/",
     )
+    parser.add_argument(
+        "--ingest-workers",
+        default="auto",
+        metavar="N|auto",
+        help="embedding CSV parts converted at once: 1 = in this process; N > 1 = N Ray tasks; auto (default) = "
+        "one Ray task per CPU of the cluster from 1 GiB of CSV parts on, else in this process",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray address for a parallel ingest (default: RAY_ADDRESS, else a local Ray)",
+    )
     add_config_argument(
         parser,
         help="experiment config, a YAML path or a packaged name: its `fidelity` section (vocabulary, keyword)",
@@ -107,8 +120,60 @@ def run(args: argparse.Namespace) -> int:
         keyword_filter=fidelity.keyword.frequency_filter,
         row_features=fidelity.keyword.row_features,
     )
-    meta = prepare(
-        args.data, args.run_dir, force=args.force, options=options, canonical_only=args.canonical_only
-    )
+    map_parts, ray_started = _part_map(args), []
+    try:
+        meta = prepare(
+            args.data,
+            args.run_dir,
+            force=args.force,
+            options=options,
+            canonical_only=args.canonical_only,
+            map_parts=map_parts and _starting_ray(map_parts, args.address, ray_started),
+        )
+    finally:
+        if ray_started:
+            from mmrec_ray.pipeline.ray_env import shutdown_ray
+
+            shutdown_ray(ray_started[0])
     warn_if_small_test_split("mmrec prepare", meta.get("num_test"))  # unknown after --canonical-only
     return 0
+
+
+def _ingest_workers(value: str) -> str | int:
+    if value == "auto":
+        return value
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ConfigError(f"--ingest-workers {value!r}: expected a positive number of workers or 'auto'")
+    return workers
+
+
+def _part_map(args: argparse.Namespace):
+    """The Ray Data map when ``data.ingest.use_parallel`` says the folder's parts are worth it, else None."""
+    from pathlib import Path
+
+    from mmrec_ray.data.embedding_csv import find_embedding_parts
+    from mmrec_ray.data.ingest import use_parallel
+
+    workers = _ingest_workers(args.ingest_workers)
+    if args.canonical_only or not use_parallel(find_embedding_parts(Path(args.data)), workers):
+        return None
+    from mmrec_ray.pipeline.ingest import ray_part_map
+
+    return ray_part_map(concurrency=None if workers == "auto" else workers)
+
+
+def _starting_ray(map_parts, address: str | None, started: list):
+    """Ray starts (or is joined) only when parts are really converted: an up-to-date prepare does not wait for it."""
+
+    def run(convert, jobs):
+        if jobs and not started:
+            from mmrec_ray.pipeline.ray_env import init_ray
+
+            started.append(init_ray(address=address))
+        return map_parts(convert, jobs)
+
+    return run

@@ -59,10 +59,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec_ray.config import KeywordFidelity, VocabularyFidelity
+from mmrec_ray.data.csvparse import FIRST_DATA_ROW
+from mmrec_ray.data.embedding_csv import DEFAULT_CHUNK_BYTES, EMBEDDING_DIR, find_embedding_parts
+from mmrec_ray.data.ingest import EmbeddingAccumulator, PartMap, embedding_table, ingest_parts, owner_rows
 from mmrec_ray.data.released import (
-    DEFAULT_CHUNK_BYTES,
-    EMBEDDING_DIR,
-    FIRST_DATA_ROW,
     KEYWORD_MAPPING_FILE,
     KEYWORDS_FILE,
     POST_FILTER_FILE,
@@ -72,8 +72,6 @@ from mmrec_ray.data.released import (
     USERS_FILE,
     IdLists,
     ReleasedDataset,
-    find_embedding_parts,
-    iter_embedding_chunks,
     load_released,
 )
 from mmrec_ray.data.tensors import (
@@ -289,7 +287,7 @@ def filter_rows(
     denominator is the number of distinct (training PE, event, row) triples — the rows the reference gets by
     joining users to events; ``nonempty_only`` leaves rows without any id out of it (the reference's Keyword
     drops them before filtering). per_occurrence: each training event once, no denominator (all occurrences)."""
-    owner, referenced = _owner_rows(table_ids, event_ids)
+    owner, referenced = owner_rows(table_ids, event_ids)
     listed, pes = references
     row_references = np.where(referenced, listed[owner] if len(listed) else 0, 0)
     row_pes = np.where(referenced, pes[owner] if len(pes) else 0, 0)
@@ -345,7 +343,7 @@ def _merged_part(
     """The reference's left merge of users rows with an event file: per users row (in the given order), the file
     rows of its event in file order, or one row -1 when the file has none. ``user_event`` (U,) rows of
     ``table_ids``; ``file_event`` (A,) the event id of each file row. Returns (users row, file row) per label."""
-    owner, referenced = _owner_rows(table_ids, file_event)
+    owner, referenced = owner_rows(table_ids, file_event)
     listed = np.flatnonzero(referenced)
     grouped = listed[np.argsort(owner[listed], kind="stable")]  # file rows by event, file order within
     counts = np.bincount(owner[listed], minlength=len(table_ids))
@@ -500,14 +498,6 @@ def fit_vocabulary(
     return vocab
 
 
-def _owner_rows(table_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row of each id in the sorted ``table_ids``, whether the id is in the table at all)."""
-    if len(table_ids) == 0:
-        return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-    row = np.minimum(np.searchsorted(table_ids, ids), len(table_ids) - 1)
-    return row, table_ids[row] == ids
-
-
 @dataclass
 class EventMultiHots:
     """OR-pooled multi-hots of the referenced sessions (S rows) and conversations (C rows), all over the shared
@@ -528,7 +518,7 @@ def event_multi_hots(ds: ReleasedDataset, layout: Layout, vocab: Vocabulary) -> 
     keyword_columns = np.isin(columns, vocab.keyword_ids)
 
     def pool(lists: IdLists, event_ids: np.ndarray, table_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        owner, referenced = _owner_rows(table_ids, event_ids)
+        owner, referenced = owner_rows(table_ids, event_ids)
         keep = referenced[lists.row_of_value]
         values = lists.values[keep]
         matrix, _ = multi_hot(owner[lists.row_of_value[keep]], values, columns, len(table_ids))
@@ -672,86 +662,6 @@ def item_matrices(ds: ReleasedDataset, layout: Layout) -> tuple[np.ndarray, np.n
 
 
 # --------------------------------------------------------------------------------------------------- embeddings
-class EmbeddingAccumulator:
-    """Per-conversation sums and counts of sentence embeddings, fed one block at a time.
-
-    Also keeps every (conversation_id, sentence_number) key with its file and row, so duplicates across blocks
-    and parts are found at the end with an exact location (16 bytes per sentence, not D floats).
-    """
-
-    def __init__(self, conversation_ids: np.ndarray, dim: int):
-        self.conversation_ids = conversation_ids
-        self.dim = dim
-        self.sums = np.zeros((len(conversation_ids), dim), dtype=np.float64)
-        self.counts = np.zeros(len(conversation_ids), dtype=np.int64)
-        self.unreferenced_sentences = 0
-        self.unreferenced_conversations: set[int] = set()
-        self._keys: list[tuple[np.ndarray, np.ndarray]] = []
-        self._chunks: list[tuple[Path, int, int]] = []  # (file, first spreadsheet row, rows)
-        self.sentences = 0
-
-    def add(
-        self,
-        path: Path,
-        first_row: int,
-        conversation_id: np.ndarray,
-        sentence_number: np.ndarray,
-        embedding: np.ndarray,
-    ) -> None:
-        if embedding.shape[1] != self.dim:
-            raise DataError(path, f"{embedding.shape[1]} embedding columns, expected {self.dim}", row=1)
-        self._keys.append((conversation_id, sentence_number.astype(np.int64)))
-        self._chunks.append((path, first_row, len(conversation_id)))
-        self.sentences += len(conversation_id)
-        if len(self.conversation_ids) == 0:
-            self.unreferenced_sentences += len(conversation_id)
-            self.unreferenced_conversations.update(np.unique(conversation_id).tolist())
-            return
-        row, referenced = _owner_rows(self.conversation_ids, conversation_id)
-        if not referenced.all():
-            self.unreferenced_sentences += int((~referenced).sum())
-            self.unreferenced_conversations.update(np.unique(conversation_id[~referenced]).tolist())
-        row, values = row[referenced], embedding[referenced]
-        if len(row) == 0:
-            return
-        order = np.argsort(row, kind="stable")
-        unique_rows, starts = np.unique(row[order], return_index=True)
-        self.sums[unique_rows] += np.add.reduceat(values[order].astype(np.float64), starts, axis=0)
-        self.counts += np.bincount(row, minlength=len(self.counts))
-
-    def check_unique(self) -> None:
-        if not self._keys:
-            return
-        conv = np.concatenate([k[0] for k in self._keys])
-        sent = np.concatenate([k[1] for k in self._keys])
-        order = np.lexsort((np.arange(len(conv)), sent, conv))
-        same = (conv[order][1:] == conv[order][:-1]) & (sent[order][1:] == sent[order][:-1])
-        if not same.any():
-            return
-        later = int(order[1:][same].min())
-        first = int(np.flatnonzero((conv == conv[later]) & (sent == sent[later]))[0])
-        path, row = self._locate(later)
-        first_path, first_row = self._locate(first)
-        seen = f"{first_path.name} row {first_row}"
-        raise DataError(
-            path,
-            f"duplicate key (conversation_id={conv[later]}, sentence_number={sent[later]}); first seen on {seen}",
-            row=row,
-            column="sentence_number",
-        )
-
-    def _locate(self, index: int) -> tuple[Path, int]:
-        for path, first_row, rows in self._chunks:
-            if index < rows:
-                return path, first_row + index
-            index -= rows
-        raise IndexError(index)
-
-    def means(self) -> np.ndarray:
-        """(C, D) float32 mean sentence embedding per conversation (0 where a conversation has no sentences)."""
-        return (self.sums / np.maximum(self.counts, 1)[:, None]).astype(np.float32)
-
-
 def pe_conversation_means(layout: Layout, acc: EmbeddingAccumulator) -> np.ndarray:
     """(N, D) float32: mean over all sentences of all the PE's conversation events; 0 for PEs without any."""
     n = len(layout.purchase_event_id)
@@ -767,55 +677,6 @@ def pe_conversation_means(layout: Layout, acc: EmbeddingAccumulator) -> np.ndarr
         counts = np.add.reduceat(acc.counts[block_row], starts)
         out[unique_pe] = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
     return out
-
-
-def _embedding_table(conversation_id, sentence_number, speaker, embedding: np.ndarray) -> pa.Table:
-    flat = pa.array(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1))
-    return pa.table(
-        {
-            "conversation_id": pa.array(conversation_id, pa.int64()),
-            "sentence_number": pa.array(sentence_number, pa.int64()),
-            "sentence_speaker": speaker if isinstance(speaker, pa.Array) else pa.array(speaker, pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, embedding.shape[1]),
-        }
-    )
-
-
-def convert_embedding_csvs(
-    ds: ReleasedDataset, layout: Layout, out_dir: Path, chunk_bytes: int, log: Callable[[str], None]
-) -> EmbeddingAccumulator:
-    """Stream every CSV part into ``out_dir/part-NNNNN.parquet`` while accumulating per-conversation sums."""
-    acc = EmbeddingAccumulator(layout.conversation_id, ds.embedding_dim)
-    for number, part in enumerate(ds.embedding_parts, start=1):
-        target = out_dir / f"part-{number:05d}.parquet"
-
-        def write(tmp: Path, part=part) -> None:
-            writer = None
-            try:
-                for chunk in iter_embedding_chunks([part], chunk_bytes, ds.embedding_dim):
-                    acc.add(
-                        chunk.path,
-                        chunk.first_row,
-                        chunk.conversation_id,
-                        chunk.sentence_number,
-                        chunk.embedding,
-                    )
-                    table = _embedding_table(
-                        chunk.conversation_id, chunk.sentence_number, chunk.sentence_speaker, chunk.embedding
-                    )
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table)
-            finally:
-                if writer is not None:
-                    writer.close()
-            if writer is None:  # an empty part still becomes a valid (empty) Parquet file
-                empty = np.zeros((0, ds.embedding_dim), dtype=np.float32)
-                pq.write_table(_embedding_table([], [], [], empty), tmp)
-
-        atomic_write(target, write)
-        log(f"  embeddings: {part.name} -> {target.name} ({acc.sentences:,} sentences so far)")
-    return acc
 
 
 def encode_text(
@@ -864,7 +725,7 @@ def encode_text(
                     max_length=options.encoder_max_length,
                 )
             embedding = encoder.encode(list(text.text[block]))
-            table = _embedding_table(
+            table = embedding_table(
                 text.conversation_id[block],
                 text.sentence_number[block],
                 text.sentence_speaker[block],
@@ -1033,6 +894,7 @@ def prepare(
     force: bool = False,
     options: PrepareOptions | None = None,
     canonical_only: bool = False,
+    map_parts: PartMap | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Prepare ``data_dir`` into ``run_dir/prepared``. Returns the meta dict (``status``: prepared / up-to-date).
@@ -1040,6 +902,8 @@ def prepare(
     ``canonical_only``: phase 1 only — validate and write the canonical Parquet; returns ``status``
     (canonical / up-to-date) and ``needs_embeddings`` (the folder has text but no embedding CSVs).
     ``options.embeddings``: see ``PrepareOptions`` and the module docstring.
+    ``map_parts``: how embedding CSV parts are converted (``ingest.map_sequential`` when None; the Ray Data map of
+    ``mmrec_ray.pipeline.ingest`` for a large folder).
     """
     options = options or PrepareOptions()
     if options.embeddings not in EMBEDDING_MODES:
@@ -1125,13 +989,23 @@ def prepare(
             ds, layout, final_dir, parquet_dir / "conversation_text.parquet", log
         )
     elif ds.embedding_parts:
-        if partial_dir.exists():
-            shutil.rmtree(partial_dir)
-        partial_dir.mkdir(parents=True)
-        log(f"prepare: streaming {len(ds.embedding_parts)} embedding part(s) (D={ds.embedding_dim})")
-        acc = convert_embedding_csvs(ds, layout, partial_dir, options.chunk_bytes, log)
-        embedding_source = {"source": "csv", "parts": len(ds.embedding_parts)}
+        _reuse_converted_parts(final_dir, partial_dir)
+        how = "in parallel on Ray" if map_parts is not None else "in this process"
+        log(f"prepare: converting {len(ds.embedding_parts)} embedding part(s) (D={ds.embedding_dim}) {how}")
+        acc, ingest = ingest_parts(
+            ds.embedding_parts,
+            partial_dir,
+            layout.conversation_id,
+            ds.embedding_dim,
+            options.chunk_bytes,
+            map_parts=map_parts,
+            threads=map_parts is None,
+            log=log,
+        )
+        embedding_source = {"source": "csv", "parts": len(ds.embedding_parts), "ingest": ingest}
     else:
+        if partial_dir.is_dir() and any(partial_dir.glob("_part-*.summary.npz")):
+            shutil.rmtree(partial_dir)  # CSV conversions of an earlier folder: not encodings of this text
         partial_dir.mkdir(parents=True, exist_ok=True)
         log(f"prepare: no embedding CSVs; encoding {TEXT_FILE} with {options.encoder}")
         acc, embedding_source = encode_text(ds, layout, partial_dir, options, log)
@@ -1219,6 +1093,17 @@ def prepare(
         f"{meta['num_items']} items, vocabulary {len(vocab.ids)}, D={acc.dim}, {meta['seconds']:.1f}s"
     )
     return {**meta, "status": "prepared"}
+
+
+def _reuse_converted_parts(final_dir: Path, partial_dir: Path) -> None:
+    """Converted CSV parts survive a crash (in ``partial_dir``) and a rebuild (``final_dir`` of an earlier
+    prepare, e.g. under other fidelity switches): ``ingest`` keeps each part whose source is unchanged."""
+    converted = final_dir.is_dir() and any(final_dir.glob("_part-*.summary.npz"))
+    if not partial_dir.is_dir() and converted:
+        os.replace(final_dir, partial_dir)
+    elif partial_dir.is_dir() and not any(partial_dir.glob("_part-*.summary.npz")):
+        shutil.rmtree(partial_dir)  # an in-process encoding's parts: not CSV conversions
+    partial_dir.mkdir(parents=True, exist_ok=True)
 
 
 def keyword_event_counts(data: PreparedData) -> dict:

@@ -119,6 +119,9 @@ MAX_SENTENCES = 541
 MIN_SENTENCES = 4
 MIN_ACTIONS, MAX_ACTIONS = 3, 40
 EMBEDDING_DIR = "data_conversations_embedding"
+# Characters of one written embedding value per ``float_text`` (sign, digits, exponent; measured on N(0, 0.05)).
+FLOAT_TEXTS = {"short": 7, "float32": 11, "release": 21}
+RELEASE_PART_BYTES = 1_964_700_000  # one released embedding CSV part (the public repository's LFS pointers)
 FILES = {
     "data_users.csv": ["user_id", "purchase_event_id", "event_number", "conversation_id", "session_id"],
     "data_purchase_events.csv": ["purchase_event_id", "item_id"],
@@ -882,9 +885,19 @@ def _conversations_table(rng, params, concepts, topics, background, ids):
 
 # ------------------------------------------------------------------------------------------------ embeddings
 def sentence_embeddings(
-    data: SyntheticData, dim: int, seed: int, params: SyntheticParams, start: int, stop: int
+    data: SyntheticData,
+    dim: int,
+    seed: int,
+    params: SyntheticParams,
+    start: int,
+    stop: int,
+    copy: int = 0,
+    decimals: int | None = 4,
 ) -> np.ndarray:
-    """(stop - start, dim) float32 sentence vectors for rows [start, stop): concept + phrase + noise directions."""
+    """(stop - start, dim) float32 sentence vectors for rows [start, stop): concept + phrase + noise directions.
+
+    ``copy`` > 0 draws another noise for the same sentences (``sentence_volume``); ``decimals`` rounds (None:
+    full float32 precision)."""
     concepts = _Concepts()
     directions = np.random.default_rng([seed, 7]).standard_normal(
         (concepts.n + len(concepts.phrase_text) + 2, dim)
@@ -901,13 +914,13 @@ def sentence_embeddings(
         params.phrase_jitter * directions[concepts.n : concepts.n + len(concepts.phrase_text)]
     ).astype(np.float32)
     speaker_dir = (0.2 * directions[-2:]).astype(np.float32)
-    noise_rng = np.random.default_rng([seed, 11, start])
+    noise_rng = np.random.default_rng([seed, 11, start] + ([copy] if copy else []))
     vectors = noise_rng.standard_normal((stop - start, dim), dtype=np.float32)
     vectors *= np.float32(params.embedding_noise / math.sqrt(dim))
     vectors += concept_dir[data.sentence_concept[start:stop]]
     vectors += phrase_dir[data.sentence_phrase[start:stop]]
     vectors += speaker_dir[data.sentence_speaker[start:stop]]
-    return np.round(vectors, 4)
+    return vectors if decimals is None else np.round(vectors, decimals)
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -915,6 +928,46 @@ def _write_csv(path: Path, table: pa.Table, quoting: str = "needed") -> None:
     options = pacsv.WriteOptions(quoting_header="none", quoting_style=quoting, batch_size=65_536)
     atomic_write(path, lambda tmp: pacsv.write_csv(table, tmp, options))
     path.chmod(0o644)  # the temporary file was private; the dataset is meant to be shared
+
+
+def _write_embedding_parts(
+    folder: Path,
+    data: SyntheticData,
+    dim: int,
+    seed: int,
+    params: SyntheticParams,
+    rows_per_part: int,
+    float_text: str,
+    volume: int,
+) -> int:
+    """Write the embedding CSV parts; returns how many. A conversation's rows stay contiguous and in order."""
+    keys = data.conversations.select(["conversation_id", "sentence_number", "sentence_speaker"])
+    names = [f"embedding_{d + 1}" for d in range(dim)]
+    sentences_per_part = max(1, rows_per_part // volume)
+    n_sentences = keys.num_rows
+    parts = max(1, math.ceil(n_sentences / sentences_per_part))
+    decimals = 4 if float_text == "short" else None
+    for part in range(parts):
+        start, stop = part * sentences_per_part, min(n_sentences, (part + 1) * sentences_per_part)
+        block = keys.slice(start, stop - start)
+        copies = [
+            sentence_embeddings(data, dim, seed, params, start, stop, copy, decimals)
+            for copy in range(volume)
+        ]
+        # Row r of copy j goes to position r * volume + j, numbered (sentence - 1) * volume + j + 1.
+        vectors = np.stack(copies, axis=1).reshape(-1, dim)
+        if volume > 1:
+            take = pa.array(np.repeat(np.arange(len(block)), volume))
+            block = block.take(take)
+            original = block.column("sentence_number").to_numpy().astype(np.int64)
+            renumbered = (original - 1) * volume + np.tile(np.arange(volume), stop - start) + 1
+            block = block.set_column(1, "sentence_number", pa.array(renumbered))
+        if float_text == "release":
+            vectors = vectors.astype(np.float64)
+        columns = block.columns + [pa.array(vectors[:, d]) for d in range(dim)]
+        table = pa.table(columns, names=block.column_names + names)
+        _write_csv(folder / f"data_conversations_embedding_{part + 1}.csv", table)
+    return parts
 
 
 def _float_ids(users: pa.Table) -> pa.Table:
@@ -933,12 +986,29 @@ def generate(
     text: bool = True,
     embedding_dim: int = 64,
     params: SyntheticParams | None = None,
-    rows_per_part: int = 200_000,
+    rows_per_part: int | None = None,
+    float_text: str = "short",
+    sentence_volume: int = 1,
 ) -> dict:
     """Write the synthetic dataset to ``out_dir`` (see the module docstring); returns generation_info.
 
+    Embedding CSVs (``text=False``) only:
+
+    - ``float_text``: how values are written. ``short`` (default: small, fast folders for tests and the demo)
+      rounds to 4 decimals (~7 characters a value); ``float32`` writes the shortest text that round-trips the
+      float32 (~10); ``release`` writes the float32 widened to float64 at full precision (~20 characters, as
+      the release's CSVs are: 1.96 GB per part of 768 columns).
+    - ``sentence_volume``: each sentence's vector is written this many times under new sentence numbers, with
+      independent noise (the conversation's mean keeps its signal). The generator's ~0.9 M sentences at scale 1
+      are below the release's volume (~4-25 M rows, from its byte size): ingest rehearsals raise this.
+    - ``rows_per_part``: CSV rows per part; default 200,000, or ~1.96 GB parts with ``release`` text.
+
     A folder already holding a complete dataset with the same settings is left as it is (stage resume).
     """
+    if float_text not in FLOAT_TEXTS:
+        raise ValueError(f"float_text must be one of {list(FLOAT_TEXTS)}, got {float_text!r}")
+    if sentence_volume < 1:
+        raise ValueError(f"sentence_volume must be >= 1, got {sentence_volume}")
     params = params or SyntheticParams()
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
@@ -946,6 +1016,15 @@ def generate(
     info_path = out / "generation_info.json"
     settings = {"scale": scale, "seed": seed, "text": text, "embedding_dim": None if text else embedding_dim,
                 "params": dataclasses.asdict(params)}  # fmt: skip
+    if not text and (float_text, sentence_volume) != ("short", 1):  # older folders stay current
+        settings.update(float_text=float_text, sentence_volume=sentence_volume)
+    if rows_per_part is None:
+        width = FLOAT_TEXTS[float_text] + 1  # a value and its comma
+        rows_per_part = (
+            max(1, RELEASE_PART_BYTES // (width * embedding_dim)) if float_text == "release" else 200_000
+        )
+    if not text and rows_per_part != 200_000:
+        settings["rows_per_part"] = rows_per_part
     if info_path.exists():
         previous = json.loads(info_path.read_text())
         if previous.get("settings") == settings:
@@ -975,18 +1054,9 @@ def generate(
     else:
         (out / "data_conversations_text.csv").unlink(missing_ok=True)
         embedding_dir.mkdir(exist_ok=True)
-        n_rows = data.conversations.num_rows
-        keys = data.conversations.select(["conversation_id", "sentence_number", "sentence_speaker"])
-        names = [f"embedding_{d + 1}" for d in range(embedding_dim)]
-        parts = max(1, math.ceil(n_rows / rows_per_part))
-        for part in range(parts):
-            start, stop = part * rows_per_part, min(n_rows, (part + 1) * rows_per_part)
-            vectors = sentence_embeddings(data, embedding_dim, seed, params, start, stop)
-            columns = keys.slice(start, stop - start).columns + [
-                pa.array(vectors[:, d]) for d in range(embedding_dim)
-            ]
-            table = pa.table(columns, names=keys.column_names + names)
-            _write_csv(embedding_dir / f"data_conversations_embedding_{part + 1}.csv", table)
+        parts = _write_embedding_parts(
+            embedding_dir, data, embedding_dim, seed, params, rows_per_part, float_text, sentence_volume
+        )
     info = dict(data.info)
     info.update(settings=settings, text=text, embedding_dim=None if text else embedding_dim,
                 embedding_parts=parts, seconds=round(time.perf_counter() - started, 2))  # fmt: skip

@@ -13,21 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrec_ray.data.embedding_csv import DEFAULT_CHUNK_BYTES, iter_embedding_chunks
+from mmrec_ray.data.ingest import EmbeddingAccumulator
 from mmrec_ray.data.prepare import (
-    EmbeddingAccumulator,
     Layout,
     Vocabulary,
     _check_conversations_embedded,
     build_layout,
     fit_vocabulary,
 )
-from mmrec_ray.data.released import (
-    DEFAULT_CHUNK_BYTES,
-    TEXT_FILE,
-    ReleasedDataset,
-    iter_embedding_chunks,
-    load_released,
-)
+from mmrec_ray.data.released import TEXT_FILE, ReleasedDataset, load_released
 from mmrec_ray.data.tensors import SUBSET_NAMES, subset_labels
 from mmrec_ray.data.vocab import VOCAB_THRESHOLD
 

@@ -32,7 +32,9 @@ def quiet_ray_environment() -> None:
     # Tune warns about experiment snapshots every few seconds on small trials; the warning is about speed only.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray Data sets its loggers' level from its own config when it starts (after ours); this variable wins.
-    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+    # CRITICAL, not ERROR: a failed task is logged by the executor and raised again in the driver, where the
+    # stage prints it as one line and keeps its trace in RUN_DIR/logs.
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
 
 
 def ray_init_options() -> dict:
@@ -96,7 +98,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.done = 0
         self.started = time.monotonic()
-        self._last_line = 0.0
+        self._last_line = float("-inf")  # the first update prints at once (monotonic time starts near boot)
         self._bar = None
         if self.stream.isatty() and total > 0:
             from tqdm import tqdm

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mmrec_ray.cli import main
-from mmrec_ray.data.released import iter_embedding_chunks, load_released
+from mmrec_ray.data.embedding_csv import iter_embedding_chunks
+from mmrec_ray.data.released import load_released
 from mmrec_ray.data.validate import validate_dataset
 from mmrec_ray.errors import DataError
 

@@ -79,7 +79,7 @@ def test_quiet_mode_silences_ray_data_through_its_own_variable(monkeypatch):
     monkeypatch.delenv("RAY_DATA_LOG_LEVEL", raising=False)
     console.set_verbose(False)
     console.quiet_ray_environment()
-    assert os.environ["RAY_DATA_LOG_LEVEL"] == "ERROR"
+    assert os.environ["RAY_DATA_LOG_LEVEL"] == "CRITICAL"
     monkeypatch.delenv("RAY_DATA_LOG_LEVEL")
     console.set_verbose(True)
     try:
