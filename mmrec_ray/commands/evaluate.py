@@ -97,7 +97,7 @@ class DatasetLabels:
 
 def dataset_labels(root: Path) -> DatasetLabels:
     """The test split and labels exactly as `mmrec prepare` builds them, without embeddings or vocabularies."""
-    from mmrec_ray.data.prepare import build_layout, item_matrices
+    from mmrec_ray.data.layout import build_layout, item_matrices
     from mmrec_ray.data.released import load_released
     from mmrec_ray.data.tensors import subset_labels
 

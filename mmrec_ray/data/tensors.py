@@ -15,7 +15,7 @@ columns, ``tag_columns``); the Keyword model reads ``conversation_keywords`` and
 vocabulary, ``keyword_columns``: one filter over sentences and actions pooled, or the union of the tag and
 keyword filters). The last three are optional: without them Keyword reads ``session_tags`` and every column.
 
-``fidelity.keyword.row_features: reference`` (a defect of model_keyword.py, see mmrec_ray/data/prepare.py
+``fidelity.keyword.row_features: reference`` (a defect of model_keyword.py, see mmrec_ray/data/vocabulary_fit.py
 ``RowMixing``) gives a training PE's Keyword events their own vectors: ``keyword_mixed`` holds them (distinct
 vectors only) and ``keyword_mixed_events`` names the events that read one instead of the per-conversation /
 per-session tables, by (PE, kind, row, occurrence) rather than by step, so that transforms which reorder a PE's

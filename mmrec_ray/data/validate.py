@@ -15,16 +15,11 @@ import numpy as np
 
 from mmrec_ray.data.embedding_csv import DEFAULT_CHUNK_BYTES, iter_embedding_chunks
 from mmrec_ray.data.ingest import EmbeddingAccumulator
-from mmrec_ray.data.prepare import (
-    Layout,
-    Vocabulary,
-    _check_conversations_embedded,
-    build_layout,
-    fit_vocabulary,
-)
+from mmrec_ray.data.layout import Layout, build_layout, check_conversations_embedded
 from mmrec_ray.data.released import TEXT_FILE, ReleasedDataset, load_released
 from mmrec_ray.data.tensors import SUBSET_NAMES, subset_labels
 from mmrec_ray.data.vocab import VOCAB_THRESHOLD
+from mmrec_ray.data.vocabulary_fit import Vocabulary, fit_vocabulary
 
 
 def _histogram(values: np.ndarray) -> dict[int, int]:
@@ -123,7 +118,7 @@ def validate_dataset(
                 chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, chunk.embedding
             )
         acc.check_unique()
-        _check_conversations_embedded(ds, layout, acc)
+        check_conversations_embedded(ds, layout, acc)
     vocab = fit_vocabulary(ds, layout, threshold)
     report = describe(ds, layout, vocab, threshold, acc)
     report["source"] = str(Path(root).resolve())

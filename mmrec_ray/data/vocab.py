@@ -12,7 +12,7 @@ modalities onto one input). An id survives a filter when its *share* is at least
   share(id) = occurrences of id / all id occurrences.
 
 Which rows a filter sees (tags of the training sessions' actions; keywords of the training conversations'
-sentences; or both pooled, for the Keyword model) is the caller's choice (``mmrec_ray.data.prepare``). Ids
+sentences; or both pooled, for the Keyword model) is the caller's choice (``mmrec_ray.data.vocabulary_fit``). Ids
 outside a vocabulary (rare, or never seen in training) are ignored when multi-hots are built.
 """
 

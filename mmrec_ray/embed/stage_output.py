@@ -1,8 +1,8 @@
 """Where the ``embed`` stage (Ray Data) leaves sentence embeddings, and how a reader knows they are complete.
 
-Shared by the writer (``mmrec_ray.pipeline.embed``) and the reader (``mmrec_ray.data.prepare`` with
-``embeddings="embed-stage"``) so both agree on paths and on the completeness marker, without the data package
-importing Ray.
+Shared by the writer (``mmrec_ray.pipeline.embed``) and the reader (``mmrec_ray.data.text_embeddings``, for
+``prepare`` with ``embeddings="embed-stage"``) so both agree on paths and on the completeness marker, without the
+data package importing Ray.
 
 Layout under a run directory::
 

@@ -18,9 +18,9 @@ Events without any id of that vocabulary (``fidelity.keyword.empty_events``):
 Row features (``fidelity.keyword.row_features``, fixed at prepare time): ``own`` (default) — an event is the OR of
 its own sentences' keywords (actions' tags); ``reference`` — model_keyword.py's defect for training PEs: each
 sentence/action row also carries the ids of the other modality's row at the same index label (a duplicated index
-after ``pd.concat``), in the filter's shares and in the pooled vectors (mmrec_ray/data/prepare.py ``RowMixing``);
-test PEs stay clean, as in evaluation_keyword.py. The events kept under ``drop`` are those whose mixed vector
-holds an id.
+after ``pd.concat``), in the filter's shares and in the pooled vectors (mmrec_ray/data/vocabulary_fit.py
+``RowMixing``); test PEs stay clean, as in evaluation_keyword.py. The events kept under ``drop`` are those whose
+mixed vector holds an id.
 
 Network (SPEC 5, Table 2: batch 512, units 256, dropout 0.2):
     masked GRU(units) (eq. 3) -> Dropout -> Dense(units, ReLU) -> Linear(J) logits.

@@ -55,16 +55,11 @@ import pytest
 from mmrec_ray.cli import main
 from mmrec_ray.config import ModelParams, TrainingConfig, load_config
 from mmrec_ray.data.features import FeatureStore
-from mmrec_ray.data.prepare import (
-    PrepareOptions,
-    build_layout,
-    fit_vocabulary,
-    prepare,
-    prepared_switches,
-    reference_row_mixing,
-)
+from mmrec_ray.data.layout import build_layout
+from mmrec_ray.data.prepare import PrepareOptions, prepare, prepared_switches
 from mmrec_ray.data.released import load_released
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION, PreparedData
+from mmrec_ray.data.vocabulary_fit import fit_vocabulary, reference_row_mixing
 from mmrec_ray.errors import ConfigError
 from tests.data.conftest import write_released_tables
 

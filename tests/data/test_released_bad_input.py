@@ -10,7 +10,7 @@ import pytest
 
 from mmrec_ray.cli import main
 from mmrec_ray.data.embedding_csv import iter_embedding_chunks
-from mmrec_ray.data.prepare import build_layout
+from mmrec_ray.data.layout import build_layout
 from mmrec_ray.data.released import load_released
 from mmrec_ray.data.validate import validate_dataset
 from mmrec_ray.errors import DataError

@@ -323,3 +323,29 @@ def test_tiny_scales_build(scale):
     of zeros (NaN counts: "repeats may not contain negative values")."""
     data = build(scale, 0)
     assert data.purchases.num_rows > 0
+
+
+def test_release_shaped_embedding_text_and_sentence_volume(tmp_path: Path, vector_dir: Path):
+    """`--float-text release --sentence-volume K`: the release's value width (full float64 text) and K rows per
+    sentence under new numbers, each conversation's rows contiguous and its mean near the one-copy mean."""
+    out = tmp_path / "release"
+    info = generate(
+        out, scale=SMALL, seed=3, text=False, embedding_dim=16, float_text="release", sentence_volume=3
+    )
+    assert info["settings"]["float_text"] == "release" and info["settings"]["sentence_volume"] == 3
+    parts = sorted((out / EMBEDDING_DIR).glob("*.csv"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    rows = pd.concat([pd.read_csv(p, dtype={"embedding_1": str}) for p in parts], ignore_index=True)
+    one = pd.concat(
+        [pd.read_csv(p) for p in sorted((vector_dir / EMBEDDING_DIR).glob("*.csv"))], ignore_index=True
+    )
+    assert len(rows) == 3 * len(one)
+    assert not rows.duplicated(["conversation_id", "sentence_number"]).any()
+    starts = rows.conversation_id.ne(rows.conversation_id.shift()).sum()
+    assert starts == rows.conversation_id.nunique()  # contiguous
+    width = rows.embedding_1.str.lstrip("-").str.len().median()
+    assert width >= 17, width  # full float64 text, not 4 decimals
+    values = rows.filter(like="embedding_").astype(float)
+    means = values.groupby(rows.conversation_id).mean()
+    base = one.filter(like="embedding_").groupby(one.conversation_id).mean()
+    assert np.abs(means.to_numpy() - base.to_numpy()).mean() < 0.5 * np.abs(base.to_numpy()).mean()
+

@@ -39,9 +39,11 @@ import torch
 from mmrec_ray.cli import main
 from mmrec_ray.config import ModelParams, TrainingConfig, load_config
 from mmrec_ray.data.features import FeatureStore
-from mmrec_ray.data.prepare import PrepareOptions, build_layout, fit_vocabulary, prepare
+from mmrec_ray.data.layout import build_layout
+from mmrec_ray.data.prepare import PrepareOptions, prepare
 from mmrec_ray.data.released import load_released
 from mmrec_ray.data.tensors import EVENT_CONVERSATION, EVENT_SESSION, PreparedData
+from mmrec_ray.data.vocabulary_fit import fit_vocabulary
 from mmrec_ray.errors import ConfigError
 from tests.data.conftest import write_released_tables
 
