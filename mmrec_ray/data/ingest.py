@@ -38,6 +38,17 @@ from mmrec_ray.errors import DataError
 from mmrec_ray.io import atomic_write
 
 SUMMARY_VERSION = 1  # bump when the summary's content changes, so old summaries are not trusted
+# Sentence vectors are incompressible floats: trying a dictionary on them (pyarrow's default) and compressing them
+# cost ~2/3 of the Parquet write and save nothing (measured: 16.0 MB -> 15.4 MB per 5,000 rows without).
+PARQUET_OPTIONS = {
+    "use_dictionary": ["sentence_speaker"],
+    "compression": {
+        "conversation_id": "snappy",
+        "sentence_number": "snappy",
+        "sentence_speaker": "snappy",
+        "embedding": "none",
+    },
+}
 # Below this many CSV bytes a Ray start costs more than it saves; above it parts run in parallel (`auto`).
 PARALLEL_MIN_BYTES = 1 << 30
 
@@ -236,7 +247,7 @@ def convert_part(job: PartJob) -> dict:
                     chunk.conversation_id, chunk.sentence_number, chunk.sentence_speaker, chunk.embedding
                 )
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
+                    writer = pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
                 writer.write_table(table)
         finally:
             if writer is not None:
