@@ -348,4 +348,3 @@ def test_release_shaped_embedding_text_and_sentence_volume(tmp_path: Path, vecto
     means = values.groupby(rows.conversation_id).mean()
     base = one.filter(like="embedding_").groupby(one.conversation_id).mean()
     assert np.abs(means.to_numpy() - base.to_numpy()).mean() < 0.5 * np.abs(base.to_numpy()).mean()
-
