@@ -111,6 +111,17 @@ def _tokenize(
     return pa.table(columns)
 
 
+def _restart_options() -> dict:
+    """Ray Data restarts a dead actor without limit; with its constructor arguments in the object store Ray 2.60
+    then prints a C++ ERROR line on the console (ray-project/ray#53727). On one node a restart only repeats
+    what killed the actor (out of memory, a bad encoder), so restarts are off there; on a cluster, where a lost
+    node is the usual cause, they stay."""
+    import ray
+
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    return {"max_restarts": 0} if len(alive) <= 1 else {}
+
+
 class EncoderActor:
     """One encoder per actor (per GPU on a GPU cluster): token ids -> ``embedding`` fixed-size-list column."""
 
@@ -317,6 +328,7 @@ def run_embed(
         compute=ray.data.ActorPoolStrategy(size=num_actors),
         num_gpus=num_gpus if num_gpus > 0 else None,
         num_cpus=num_cpus_per_actor,
+        **_restart_options(),
     )
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
