@@ -50,6 +50,7 @@ def quiet_ray_libraries() -> None:
         return
     for name in ("ray.data", "ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_raylet_messages()
     try:
         from ray.data import DataContext
 
@@ -58,6 +59,28 @@ def quiet_ray_libraries() -> None:
         context.print_on_execution_start = False
     except (ImportError, AttributeError):  # pragma: no cover - Ray Data is a declared dependency
         pass
+
+
+def _quiet_raylet_messages() -> None:
+    """The driver prints the raylet's warnings (e.g. "16 PYTHON worker processes have been started ... 8x the
+    maximum expected startup concurrency" while five seed trainers start on two cores) whatever ``log_to_driver``
+    says; they are in the raylet's own log in the session folder (``RUN_DIR/logs/ray``). Ray has no switch for
+    it, so its printer is wrapped (private API: if it moves, the lines show again, nothing breaks)."""
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:  # pragma: no cover - Ray is a declared dependency
+        return
+    original = ray_worker.print_to_stdstream
+    if getattr(original, "_mmrec_quiet", False):
+        return
+
+    def print_to_stdstream(data, *args, **kwargs):
+        if not verbose() and isinstance(data, dict) and data.get("pid") == "raylet":
+            return None
+        return original(data, *args, **kwargs)
+
+    print_to_stdstream._mmrec_quiet = True
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 def link_ray_logs(run_dir: Path) -> Path | None:

@@ -87,3 +87,26 @@ def test_quiet_mode_silences_ray_data_through_its_own_variable(monkeypatch):
         assert "RAY_DATA_LOG_LEVEL" not in os.environ
     finally:
         console.set_verbose(False)
+
+
+def test_quiet_mode_keeps_raylet_warnings_off_the_console(capsys):
+    """The driver prints the raylet's warnings ("16 PYTHON worker processes have been started ...") whatever
+    log_to_driver says; quiet mode leaves them in the raylet's log."""
+    import ray._private.worker as ray_worker
+
+    console.set_verbose(False)
+    console.quiet_ray_libraries()
+    console.quiet_ray_libraries()  # twice: wrapped once
+    message = {
+        "lines": ["WARNING: 16 PYTHON worker processes have been started"],
+        "pid": "raylet",
+        "is_err": False,
+    }
+    ray_worker.print_to_stdstream(message, ignore_prefix=False)
+    assert "PYTHON worker processes" not in capsys.readouterr().out
+    console.set_verbose(True)
+    try:
+        ray_worker.print_to_stdstream(message, ignore_prefix=False)
+        assert "PYTHON worker processes" in capsys.readouterr().out
+    finally:
+        console.set_verbose(False)
