@@ -1,4 +1,6 @@
-"""Ray job entrypoint for the `aggregate` stage: `python jobs/aggregate.py --config CONFIG [--storage DIR|URI] [--set k=v]`."""
+"""Ray job entrypoint for the `aggregate` stage: `python jobs/aggregate.py --config CONFIG [--storage DIR|URI] [--set k=v]`.
+
+Writes results/ and figures/, and the sweep summary tune/sweep.{json,md} when the tune stage ran."""
 
 import argparse
 import sys

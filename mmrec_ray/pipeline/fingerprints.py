@@ -88,13 +88,43 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def stage_values(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
-    """The leaf config values ``stage`` depends on, by dotted name (``tune.units``: [64, 128])."""
+    """The leaf config values ``stage`` depends on, by dotted name (``tune.units``: [64, 128]). The tune stage
+    also depends on what the models declare in their files (``declared_values``)."""
     values: dict[str, Any] = {}
     for field in STAGE_FIELDS[stage]:
         node: Any = cfg
         for part in field.split("."):
             node = getattr(node, part)
         values.update(_flatten(field, node))
+    if stage == "tune":
+        values.update(declared_values(cfg))
+    return values
+
+
+def declared_values(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What the tune stage searches that lives in the model files, not in the config: each tuned model's search
+    space as the config resolves it (``tune.search_space.{model}.{field}``: ``grid([64, 128])``) and the defaults
+    of the model's own hyperparameters (``tune.model_defaults.{model}.{name}``). Editing a model's declared space
+    or defaults makes the tune stage (and everything after it) stale, as a config change would."""
+    from mmrec_ray.models import registry
+    from mmrec_ray.models import space as spaces
+
+    try:
+        names = registry.dependency_order(list(cfg.tune.models or cfg.models))
+    except (KeyError, ValueError):  # an unknown model: the config check names it; nothing to add here
+        return {}
+    values: dict[str, Any] = {}
+    for name in names:
+        try:
+            resolved = spaces.resolve(cfg.tune, name)
+        except Exception as error:  # a space the config cannot apply: stale whatever it was, and say why
+            values[f"tune.search_space.{name}"] = f"unresolvable: {error}"
+            continue
+        values.update({f"tune.search_space.{name}.{f}": repr(d) for f, d in resolved.items()})
+        if not resolved:
+            values[f"tune.search_space.{name}"] = "nothing searched"
+        own = registry.get(name).hyperparameters
+        values.update({f"tune.model_defaults.{name}.{k}": v for k, v in own.items()})
     return values
 
 
@@ -134,6 +164,14 @@ def stale_message(stage: str, previous: ExperimentConfig | None, cfg: Experiment
                 c for c in changed_fields(stage_values(previous, s), stage_values(cfg, s)) if c not in changes
             ]
     detail = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+    if not detail and stage == "tune":
+        # The config's fields are the same: what differs is declared in a model file (its search space or
+        # defaults; config.yaml cannot tell what they were), or the outputs predate their fingerprinting.
+        detail = (
+            "no config field differs: a model file's declared search space or hyperparameter defaults changed, "
+            "or the outputs predate fingerprinting them"
+        )
+
     return (
         f"{run_dir}: the outputs of the {stage} stage and after were made with another config"
         + (f" ({detail})" if detail else "")

@@ -318,6 +318,31 @@ class Pipeline:
             from mmrec_ray.pipeline import tracking
 
             tracking.log_test_metrics(self.cfg, self.run_dir, self.log)
+        self.sweep_summary()
+
+    def sweep_summary(self) -> None:
+        """``tune/sweep.{json,md}`` and figures from ``tune/trials.csv`` when it is newer than them; nothing when
+        the tune stage did not run (``tune.enabled: false``). Part of aggregating a run, checked even when the
+        aggregate stage itself is skipped."""
+        from mmrec_ray.evaluation import sweep
+
+        if sweep.is_current(self.run_dir):
+            return
+        try:
+            summary = sweep.write_sweep(self.run_dir, self.cfg)
+        except Exception as error:  # a summary of finished trials: never worth failing the run's results over
+            from mmrec_ray.errors import one_line
+
+            self.log(
+                f"  sweep: not summarised ({type(error).__name__}: {one_line(error)}); the report says so"
+            )
+            return
+        if summary is not None:
+            self.log(
+                f"  sweep: {summary['n_trials']} trials of {len(summary['models'])} models summarised in "
+                f"{sweep.tune_dir(self.run_dir) / sweep.SWEEP_MD}"
+            )
+            ray_env.push(self.cfg.run_dir)
 
     def analyses(self) -> None:
         """Section 7 analyses and the modality ablation (``mmrec_ray.pipeline.analyses``); each switchable."""
@@ -338,6 +363,7 @@ class Pipeline:
         sources = []
         for folder in ("results", "figures", "analyses"):
             sources += [p for p in (self.run_dir / folder).rglob("*") if p.suffix in {".md", ".csv", ".png"}]
+        sources += [p for p in (self.run_dir / "tune").glob("sweep*") if p.is_file()]  # the sweep section
         newest = max((p.stat().st_mtime for p in sources), default=0.0)
         needed = not report.exists() or report.stat().st_mtime < newest
         argv = [str(self.run_dir)]

@@ -21,13 +21,17 @@
   under other keys, and ``epoch`` counts final-stage epochs. A trial stopped before its final stage has no loss
   and cannot win.
 * The prepared arrays enter the object store once (``tune.with_parameters``); trials map them zero-copy.
+* Packing: a trial reserves ``tune.cpus_per_trial`` CPUs and ``tune.gpus_per_trial`` GPUs, fractions included
+  (0.25: four trials share a GPU), and runs torch with as many threads as CPUs it reserved (``trial_threads``;
+  one for a fractional CPU), so many 1-CPU trials side by side do not oversubscribe the cores.
 * Only validation loss is seen here; the test split is never touched.
 * Resume: experiment names are ``{run name}_tune_level{k}`` (grid) or ``{run name}_tune_level{k}_{model}`` (no
   timestamps); an interrupted run is restored with ``Tuner.restore`` (the searcher's state with it); a finished
   level (``RUN_DIR/tune/levels/level{k}.parquet``) or model (``level{k}.{model}.parquet``) is skipped. Trial
   directories are ``{model}_{index}``: the grid point's index, or the searcher's proposal number.
 
-Outputs: ``RUN_DIR/tune/best_configs.yaml`` and ``RUN_DIR/tune/trials.csv`` (one row per trial).
+Outputs: ``RUN_DIR/tune/best_configs.yaml`` and ``RUN_DIR/tune/trials.csv`` (one row per trial), which the
+aggregate stage summarises in ``RUN_DIR/tune/sweep.{json,md}`` (``mmrec_ray.evaluation.sweep``).
 """
 
 from __future__ import annotations
@@ -107,8 +111,23 @@ def sampled_params(cfg: ExperimentConfig, name: str) -> dict[str, Any]:
     return params
 
 
+def trial_threads(cfg: ExperimentConfig) -> int:
+    """torch's intra-op threads in one trial: its CPU allocation (at least one; ``training.num_threads``, when
+    set, may only lower it). Trials pack without oversubscription: 1-CPU trials on a 16-core node run sixteen
+    single-threaded trials, not sixteen trials of sixteen threads each."""
+    threads = max(1, int(cfg.tune.cpus_per_trial))
+    return min(threads, cfg.training.num_threads) if cfg.training.num_threads > 0 else threads
+
+
+def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
+    """What each trial reserves from Ray: ``tune.cpus_per_trial`` and ``tune.gpus_per_trial`` as given, fractions
+    included (``gpus_per_trial: 0.25`` puts four trials on one GPU)."""
+    return {"cpu": float(cfg.tune.cpus_per_trial), "gpu": float(cfg.tune.gpus_per_trial)}
+
+
 def _trial_training(cfg: ExperimentConfig) -> TrainingConfig:
-    return fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
+    training = dataclasses.replace(cfg.training, num_threads=trial_threads(cfg))
+    return fitting.trial_training(training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
 
 
 def param_space(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
@@ -409,6 +428,7 @@ def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict
     name = config["model"]
     params = ModelParams(**config["params"])
     training = from_dict(TrainingConfig, config["training"], where="training")
+    _set_threads(training)  # before anything computes: loading dependencies too
     store = fitting.make_store(data, training)
     deps = {
         d: fitting.load_checkpoint_bytes(dependencies[d], store, training)
@@ -423,6 +443,15 @@ def _trial(config: dict[str, Any], data: PreparedData = None, dependencies: dict
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / fitting.CHECKPOINT_FILE).write_bytes(fitting.checkpoint_bytes(model, result, training))
         tune.report(reports.done(result), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _set_threads(training: TrainingConfig) -> None:
+    """torch's threads in this worker process: the trial's CPU allocation (``trial_threads``). An actor Tune
+    reuses for the next trial keeps them; the training loop sets them again per fit."""
+    import torch
+
+    if training.num_threads > 0:
+        torch.set_num_threads(training.num_threads)
 
 
 # --------------------------------------------------------------------------------------------------- stage
@@ -556,8 +585,7 @@ def _tune_level(cfg, run_dir, k, names, data_ref, dependency_payloads, log) -> p
     )
     payload_refs = {name: dependency_payloads[name] for name in dependency_payloads}
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, data=data_ref, dependencies=payload_refs),
-        {"cpu": cfg.tune.cpus_per_trial, "gpu": cfg.tune.gpus_per_trial},
+        tune.with_parameters(_trial, data=data_ref, dependencies=payload_refs), trial_resources(cfg)
     )
     frames = []
     for tag, experiment, space, search_alg, total, label in runs:
@@ -761,9 +789,12 @@ def _dependency_payload(cfg, run_dir, k, name, chosen, data_ref, dependency_payl
 def _fit_dependency(cfg, name, chosen, data_ref, dependency_payloads) -> bytes:
     import ray
 
-    @ray.remote(num_cpus=cfg.tune.cpus_per_trial, num_gpus=cfg.tune.gpus_per_trial)
+    resources = trial_resources(cfg)
+
+    @ray.remote(num_cpus=resources["cpu"], num_gpus=resources["gpu"])
     def fit(data, payloads):
-        training = fitting.trial_training(cfg.training, cfg.tune.max_epochs, cfg.tune.cpus_per_trial)
+        training = _trial_training(cfg)
+        _set_threads(training)
         store = fitting.make_store(data, training)
         dependencies = {
             d: fitting.load_checkpoint_bytes(payloads[d], store, training)

@@ -40,6 +40,7 @@ SECTIONS = (
     "fig7",
     "tsne",
     "ablation",
+    "sweep",
     "missing",
 )
 

@@ -164,3 +164,71 @@ def test_a_changed_grid_is_refused_then_redone_with_from(ray_local, tmp_path):
     assert any(line.startswith("[tune] done") for line in lines) and any(
         line.startswith("[fit] done") for line in lines
     )
+
+
+def _stages_changed_by(monkeypatch, tmp_path, change) -> list[str]:
+    """The stages whose fingerprint differs after ``change()`` edits a model class (as editing its file would)."""
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run_dir={tmp_path}"])
+    before = fingerprints.fingerprints(cfg)
+    change()
+    after = fingerprints.fingerprints(cfg)
+    return [s for s in STAGES if before[s] != after[s]]
+
+
+def test_a_search_space_declared_in_a_model_file_is_part_of_the_tune_fingerprint(monkeypatch, tmp_path):
+    from mmrec_ray.models import registry, space
+
+    cls = registry.get("conversation")
+    declared = dict(cls.search_space)
+
+    def add_learning_rate():
+        monkeypatch.setattr(cls, "search_space", {**declared, "learning_rate": space.grid([1e-3, 1e-2])})
+
+    assert _stages_changed_by(monkeypatch, tmp_path, add_learning_rate) == list(
+        STAGES[STAGES.index("tune") :]
+    )
+    values = fingerprints.stage_values(load_config(REPO / "configs" / "tiny.yaml"), "tune")
+    assert values["tune.search_space.conversation.learning_rate"] == "grid([0.001, 0.01])"
+
+
+def test_the_fingerprint_has_the_space_after_the_configs_overrides(monkeypatch, tmp_path):
+    """tiny.yaml replaces units by [16] for every model: a model file's other unit list changes no search."""
+    from mmrec_ray.models import registry, space
+
+    cls = registry.get("conversation")
+    declared = dict(cls.search_space)
+
+    def other_units():
+        monkeypatch.setattr(cls, "search_space", {**declared, "units": space.grid([8, 1024])})
+
+    assert _stages_changed_by(monkeypatch, tmp_path, other_units) == []
+    values = fingerprints.stage_values(load_config(REPO / "configs" / "tiny.yaml"), "tune")
+    assert values["tune.search_space.conversation.units"] == "grid([16])"
+    assert values["tune.search_space.popular"] == "nothing searched"
+
+
+def test_a_models_own_hyperparameter_default_is_part_of_the_tune_fingerprint(monkeypatch, tmp_path):
+    from mmrec_ray.models import registry
+
+    cls = registry.get("keyword")
+
+    def new_default():
+        monkeypatch.setattr(cls, "hyperparameters", {**cls.hyperparameters, "learning_rate": 0.5})
+
+    assert _stages_changed_by(monkeypatch, tmp_path, new_default) == list(STAGES[STAGES.index("tune") :])
+
+
+def test_outputs_tuned_over_another_declared_space_are_refused_naming_it(monkeypatch, tmp_path):
+    from mmrec_ray.models import registry, space
+
+    run_dir = tmp_path / "run"
+    _fake_finished_run(run_dir, [])
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run_dir={run_dir}"])  # the same config
+    cls = registry.get("session")
+    monkeypatch.setattr(cls, "search_space", {**cls.search_space, "learning_rate": space.grid([1e-3, 1e-2])})
+    with pytest.raises(ConfigError) as error:
+        Pipeline(cfg, log=lambda line: None).check_outputs_current()
+    message = str(error.value)
+    assert "tune stage" in message and "--from tune" in message and "declared search space" in message
+    monkeypatch.undo()
+    Pipeline(cfg, log=lambda line: None).check_outputs_current()  # the model file as it was: current

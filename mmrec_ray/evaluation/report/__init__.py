@@ -5,7 +5,8 @@ Contents, in order: an automatically written summary whose every significance cl
 (``summary``); the run's config and provenance; Table 3; mean ± std over seeds; 95 % bootstrap CIs; the tests
 against the reference model (Table 3's marks); all pairwise tests with Holm correction; the Friedman test with its
 critical-difference diagram; the HR@k / MAP@k curves (Fig. 6); Table 4 (event order); metrics by number of
-events (Fig. 7); t-SNE of inputs and outputs (Figs. 8–9); the counterfactual modality ablation.
+events (Fig. 7); t-SNE of inputs and outputs (Figs. 8–9); the counterfactual modality ablation; the
+hyperparameter sweep (``tune/sweep.json``: spread, importance, best configs, per-parameter scatter).
 
 Modules by role: ``document`` (the block model, reading helpers), ``summary``, ``sections``, ``build``
 (assembly, ``write_report``), ``markdown`` and ``html`` (+ ``templates/report.html.j2``) the two writers.

@@ -128,6 +128,8 @@ def build_report(run_dir: str | Path, main_k: int | None = None, alpha: float | 
         S.ablation(run_dir, report, analysis_missing("ablation", "The modality ablation"), alpha)
     )
 
+    report.sections.append(S.sweep(run_dir, report))
+
     gaps = Section("Missing pieces", "missing")
     if report.missing:
         gaps.blocks.append(("list", [f"`{m}`" for m in report.missing]))

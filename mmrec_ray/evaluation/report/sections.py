@@ -318,3 +318,78 @@ def ablation(run_dir: Path, report: Report, why_missing: str, alpha: float) -> S
             "",
         )
     return section
+
+
+def sweep(run_dir: Path, report: Report) -> Section:
+    """The hyperparameter sweep (``tune/sweep.json``, written from ``tune/trials.csv``): per model the spread of
+    validation loss, hyperparameter importance, the best configurations and a scatter per searched parameter.
+    A run that did not tune (``tune.enabled: false``, or no tune stage yet) says so; it is no missing piece."""
+    from mmrec_ray.evaluation import sweep as sw
+
+    section = Section("Hyperparameter sweep", "sweep")
+    summary = sw.read_sweep(run_dir)
+    if summary is None:
+        if (run_dir / "tune" / "trials.csv").exists():
+            section.blocks.append(
+                (
+                    "missing",
+                    f"tune/sweep.json is missing: run `python -m mmrec_ray.evaluation.sweep {run_dir}` (or the "
+                    f"pipeline's aggregate stage).",
+                )
+            )
+            report.missing.append("tune/sweep.json")
+        else:
+            section.blocks.append(
+                ("p", "The tune stage did not run: the models were fitted with their configured parameters.")
+            )
+        return section
+    searched = f"{summary['search']} search, " if summary.get("search") else ""
+    section.blocks.append(
+        (
+            "p",
+            f"{summary['n_trials']} trials ({searched}{len(summary['models'])} models); validation loss only "
+            f"(the test split is never read while tuning). Full tables: `tune/sweep.md`, `tune/sweep.json`, "
+            f"`tune/trials.csv`.",
+        )
+    )
+    section.blocks.append(
+        (
+            "table",
+            sw.overview_frame(summary),
+            "Per model: trials, how many reached a validation loss (ASHA may stop a trial before its final "
+            "stage), the best, median and worst validation loss and the interquartile range across the space "
+            "(how much tuning matters), and the hyperparameter that explains most of the loss variance.",
+        )
+    )
+    importance = sw.importance_frame(summary)
+    if not importance.empty:
+        section.blocks.append(
+            (
+                "table",
+                importance,
+                "Hyperparameter importance: share of the validation-loss variance each searched hyperparameter "
+                "explains (fanova: Optuna's fANOVA over the trials; variance: main-effect eta squared); const = "
+                "one value in every trial.",
+            )
+        )
+    section.blocks.append(
+        (
+            "table",
+            sw.best_frame(summary, per_model=3),
+            "The three best configurations of each model (rank 1 is what the fit stage uses).",
+        )
+    )
+    report.tables.append("sweep")
+    for name, part in summary["models"].items():
+        relative = part.get("figure")
+        if relative:
+            image(
+                report,
+                section,
+                run_dir,
+                relative,
+                f"{display_name(name)}: validation loss of each trial against each searched hyperparameter "
+                f"(star: the best trial; list values jittered).",
+                f"{relative} is missing (re-run `python -m mmrec_ray.evaluation.sweep {run_dir}`).",
+            )
+    return section
