@@ -40,6 +40,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -312,24 +313,27 @@ def run_embed(
         batch_size=4096,
         num_cpus=1,
     )
-    ds = ds.map_batches(
-        EncoderActor,
-        fn_constructor_kwargs={
-            "encoder": encoder_path,
-            "device": "cuda" if num_gpus > 0 else "cpu",
-            "dtype": dtype,
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "token_budget": token_budget,
-            "num_threads": (num_cpus_per_actor, threads_per_actor, num_actors),
-        },
-        batch_format="pyarrow",
-        batch_size=actor_batch_size or batch_size * 16,
-        compute=ray.data.ActorPoolStrategy(size=num_actors),
-        num_gpus=num_gpus if num_gpus > 0 else None,
-        num_cpus=num_cpus_per_actor,
-        **_restart_options(),
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 takes max_restarts only through the deprecated ray_remote_args (no named parameter yet).
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = ds.map_batches(
+            EncoderActor,
+            fn_constructor_kwargs={
+                "encoder": encoder_path,
+                "device": "cuda" if num_gpus > 0 else "cpu",
+                "dtype": dtype,
+                "batch_size": batch_size,
+                "max_length": max_length,
+                "token_budget": token_budget,
+                "num_threads": (num_cpus_per_actor, threads_per_actor, num_actors),
+            },
+            batch_format="pyarrow",
+            batch_size=actor_batch_size or batch_size * 16,
+            compute=ray.data.ActorPoolStrategy(size=num_actors),
+            num_gpus=num_gpus if num_gpus > 0 else None,
+            num_cpus=num_cpus_per_actor,
+            **_restart_options(),
+        )
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"

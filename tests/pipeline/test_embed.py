@@ -43,7 +43,9 @@ def run_dir(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_embeddings_equal_in_process_and_rerun_overwrites(ray_local, tiny_bert, run_dir, tmp_path, capfd):
+def test_ray_embeddings_equal_in_process_and_rerun_overwrites(
+    ray_local, tiny_bert, run_dir, tmp_path, capfd, recwarn
+):
     mapping = tmp_path / "keyword_mapping.csv"
     mapping.write_text("word,keyword_id\nclaim,17\ncar,4\ntravel,31\n")
     summary = stage.run_embed(
@@ -85,6 +87,7 @@ def test_ray_embeddings_equal_in_process_and_rerun_overwrites(ray_local, tiny_be
     assert leftovers == []
     # Ray's C++ core worker writes to the driver's stderr directly; none of it belongs on the console.
     assert "core_worker.cc" not in capfd.readouterr().err
+    assert not [w for w in recwarn if "ray_remote_args" in str(w.message)]  # printed on every demo run before
 
 
 @pytest.mark.slow
