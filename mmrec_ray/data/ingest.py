@@ -25,7 +25,7 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -221,10 +221,9 @@ def part_is_current(job: PartJob) -> bool:
 
 
 def convert_part(job: PartJob) -> dict:
-    """Convert one part unless it is current; returns a small report (JSON-safe: it may come back from Ray)."""
+    """Convert one part (``ingest_parts`` hands over only parts that are not current); returns a small report
+    (JSON-safe: it comes back from Ray)."""
     started = time.perf_counter()
-    if part_is_current(job):
-        return {"number": job.number, "skipped": True, "seconds": 0.0, "bytes": 0, "sentences": None}
     path = Path(job.source)
     identity = _summary_identity(job)  # before reading: a file changed meanwhile is caught on the next run
     keys_conv: list[np.ndarray] = []
@@ -280,7 +279,6 @@ def convert_part(job: PartJob) -> dict:
     atomic_write(job.summary, write_summary)
     return {
         "number": job.number,
-        "skipped": False,
         "seconds": round(time.perf_counter() - started, 3),
         "bytes": identity["source"]["bytes"],
         "sentences": int(len(sentence_conv)),
@@ -314,7 +312,7 @@ def map_sequential(convert: Callable[[PartJob], dict], jobs: Sequence[PartJob]) 
 def use_parallel(parts: Sequence[Path], workers: str | int = "auto") -> bool:
     """The one decision between this process and Ray: ``workers`` 1 never, a number > 1 always (with more than
     one part), ``auto`` from ``PARALLEL_MIN_BYTES`` of CSV on."""
-    if len(parts) < 2 or workers in (1, "1"):
+    if len(parts) < 2 or workers == 1:
         return False
     if workers == "auto":
         return sum(os.path.getsize(p) for p in parts) >= PARALLEL_MIN_BYTES
@@ -373,8 +371,3 @@ def ingest_parts(
         "converted_bytes": converted_bytes,
         "seconds": round(seconds, 3),
     }
-
-
-def job_fields(job: PartJob) -> dict:
-    """A job as a plain row (Ray Data's ``from_items``)."""
-    return asdict(job)

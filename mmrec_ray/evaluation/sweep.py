@@ -47,14 +47,9 @@ def tune_dir(run_dir: str | Path) -> Path:
 
 def read_trials(run_dir: str | Path) -> pd.DataFrame | None:
     """``RUN_DIR/tune/trials.csv``, or None when the tune stage has not run (or tuned nothing)."""
-    path = tune_dir(run_dir) / "trials.csv"
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    return frame if len(frame) else None
+    from mmrec_ray.evaluation.report.document import read_csv
+
+    return read_csv(tune_dir(run_dir) / "trials.csv")
 
 
 def declared_spaces(cfg, models) -> dict[str, dict[str, Any]]:

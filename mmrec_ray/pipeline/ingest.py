@@ -12,8 +12,9 @@ be): workers write the parts there.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 
-from mmrec_ray.data.ingest import PartJob, job_fields
+from mmrec_ray.data.ingest import PartJob
 
 
 def ray_part_map(num_cpus: float = 1.0, concurrency: int | None = None):
@@ -28,7 +29,7 @@ def ray_part_map(num_cpus: float = 1.0, concurrency: int | None = None):
         def run(row: dict) -> dict:
             return convert(PartJob(**row))
 
-        rows = [job_fields(job) for job in jobs]
+        rows = [asdict(job) for job in jobs]  # plain rows for from_items
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         options = {"num_cpus": num_cpus}
         if concurrency is not None:
