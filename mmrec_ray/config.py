@@ -46,6 +46,7 @@ class EmbedConfig:
     num_cpus_per_actor: float = 1.0  # CPUs Ray reserves per actor
     threads_per_actor: int = 0  # CPU actors' torch threads: 0 = the reservation, -1 = this machine's cores
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 on GPU, fp32 on CPU
+    cache_size: int = 50_000  # distinct sentences an encoder actor remembers: repeats are looked up, not re-encoded
 
 
 # --------------------------------------------------------------------------------------------------- fidelity
@@ -335,6 +336,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(embed.batch_size >= 1 and embed.max_length >= 1, "embed", "batch_size and max_length must be >= 1")
     _check(embed.token_budget >= 0, "embed.token_budget", "must be >= 0 (0 = batches of batch_size)")
     _check(embed.num_actors >= 1, "embed.num_actors", "must be >= 1")
+    _check(embed.cache_size >= 0, "embed.cache_size", "must be >= 0 (0 = encode every repeat again)")
     _check(embed.num_gpus >= 0 and embed.num_cpus_per_actor > 0, "embed", "GPUs must be >= 0 and CPUs > 0")
     _check(embed.threads_per_actor >= -1, "embed.threads_per_actor", "must be -1, 0 or a thread count")
     training = cfg.training

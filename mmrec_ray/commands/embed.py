@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             num_cpus_per_actor=config.num_cpus_per_actor,
             threads_per_actor=config.threads_per_actor,
             token_budget=config.token_budget,
+            cache_size=config.cache_size,
             keyword_mapping=args.keywords,
             force=args.force,
         )

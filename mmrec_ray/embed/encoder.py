@@ -9,12 +9,18 @@ random batch to its longest member wastes most of the compute. Sorting by token 
 keeps padding small; results are put back into the caller's order. Padding does not change an embedding
 because padded positions are masked out of attention and out of the mean.
 
+Why a cache: an embedding depends on the sentence's token ids alone, and transcripts repeat themselves (greetings,
+"yes", "thank you for calling"; the synthetic generator draws its sentences from a pool of ~1.4K phrases). Each
+distinct token sequence is encoded once per call, and the last ``cache_size`` distinct sequences are remembered
+across calls, so a repeat costs a dictionary lookup instead of a forward pass.
+
 This module is plain PyTorch (no Ray); ``mmrec_ray.pipeline.embed`` wraps it in a Ray Data actor pool.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,6 +117,7 @@ class SentenceEncoder:
         max_length: int = 128,
         token_budget: int = 0,
         attention: str = "sdpa",
+        cache_size: int = 0,
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -120,6 +127,8 @@ class SentenceEncoder:
             raise ConfigError(
                 f"encoder token_budget must be >= 0 (0 = batches of batch_size); got {token_budget}"
             )
+        if cache_size < 0:
+            raise ConfigError(f"encoder cache_size must be >= 0 (0 = no cache across calls); got {cache_size}")
         if max_length < 2:
             raise ConfigError(f"encoder max_length must be >= 2 (room for [CLS] and [SEP]); got {max_length}")
         self.name = name_or_path
@@ -128,6 +137,10 @@ class SentenceEncoder:
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.token_budget = int(token_budget)
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()  # token ids -> embedding, least recent first
+        self.sentences_seen = 0  # rows asked for, across calls
+        self.sentences_encoded = 0  # rows that took a forward pass (the rest were repeats)
         # A local folder never needs the hub; passing local_files_only avoids network probes when offline.
         local_only = Path(self.path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
         try:
@@ -219,13 +232,38 @@ class SentenceEncoder:
 
     @torch.inference_mode()
     def encode_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Embed already tokenized sentences, in length-sorted batches, returned in input order -> (n, D) float32."""
+        """Embed already tokenized sentences, in length-sorted batches, returned in input order -> (n, D) float32.
+
+        A token sequence seen earlier in the call, or among the last ``cache_size`` distinct ones of earlier
+        calls, is copied instead of encoded again."""
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         if not len(token_ids):
             return out
-        lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-        for index in self.batches(lengths):
-            out[index] = self._forward_padded([token_ids[i] for i in index])
+        keys = [np.asarray(ids, dtype=np.int32).tobytes() for ids in token_ids]
+        first_row: dict[bytes, int] = {}  # a sequence to encode -> the first row that asks for it
+        for row, key in enumerate(keys):
+            if key not in first_row and key not in self._cache:
+                first_row[key] = row
+        unique = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
+        if len(unique):
+            lengths = np.fromiter((len(token_ids[i]) for i in unique), dtype=np.int64, count=len(unique))
+            for index in self.batches(lengths):
+                rows = unique[index]
+                out[rows] = self._forward_padded([token_ids[i] for i in rows])
+        fresh = {key: out[row] for key, row in first_row.items()}
+        for row, key in enumerate(keys):
+            if key in fresh:
+                out[row] = fresh[key]
+            else:
+                out[row] = self._cache[key]
+                self._cache.move_to_end(key)
+        if self.cache_size:
+            for key, row in first_row.items():
+                self._cache[key] = out[row].copy()
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self.sentences_seen += len(keys)
+        self.sentences_encoded += len(unique)
         return out
 
     def encode(self, sentences: Sequence[str]) -> np.ndarray:

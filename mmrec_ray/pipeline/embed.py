@@ -135,6 +135,7 @@ class EncoderActor:
         max_length: int,
         num_threads: tuple[float, int, int],
         token_budget: int = 0,
+        cache_size: int = 0,
     ):
         import torch
 
@@ -147,6 +148,7 @@ class EncoderActor:
             batch_size=batch_size,
             max_length=max_length,
             token_budget=token_budget,
+            cache_size=cache_size,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -268,6 +270,7 @@ def run_embed(
     actor_batch_size: int | None = None,
     force: bool = False,
     token_budget: int = 0,
+    cache_size: int = 50_000,
 ) -> EmbedSummary:
     """Embed every sentence of ``text`` (default RUN_DIR/prepared/parquet/conversation_text.parquet) on Ray Data.
 
@@ -325,6 +328,7 @@ def run_embed(
                 "batch_size": batch_size,
                 "max_length": max_length,
                 "token_budget": token_budget,
+                "cache_size": cache_size,
                 "num_threads": (num_cpus_per_actor, threads_per_actor, num_actors),
             },
             batch_format="pyarrow",

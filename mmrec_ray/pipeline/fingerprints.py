@@ -36,6 +36,7 @@ _NOT_CONTENT = {
     "embed.num_actors",
     "embed.num_cpus_per_actor",
     "embed.threads_per_actor",
+    "embed.cache_size",
     "training.device",
     "training.num_threads",
     "training.fidelity",  # a copy of the top-level `fidelity`, which is fingerprinted where it is read

@@ -131,3 +131,23 @@ def test_bf16_weights_are_cast_once_and_agree_with_fp32(tiny_bert):
     assert low.dtype == np.float32
     cosine = (low * fp32).sum(1) / np.linalg.norm(low, axis=1) / np.linalg.norm(fp32, axis=1)
     assert cosine.min() >= 0.999, cosine
+
+
+def test_repeats_are_encoded_once_and_equal_a_fresh_encode(tiny_bert):
+    """A transcript's repeated sentences (and repeats across calls, within cache_size) take no forward pass, and the
+    result equals encoding every row on its own."""
+    rows = [SENTENCES[i] for i in (1, 0, 1, 4, 1, 0, 4, 4)]
+    plain = np.stack([SentenceEncoder(str(tiny_bert)).encode([s])[0] for s in rows])
+    encoder = SentenceEncoder(str(tiny_bert), batch_size=2, cache_size=2)
+    np.testing.assert_allclose(encoder.encode(rows), plain, atol=1e-5)
+    assert (encoder.sentences_seen, encoder.sentences_encoded) == (8, 3)
+    # the cache keeps the last two distinct sequences first seen (the claim sentence, "thank you"); "yes" went
+    again = encoder.encode([SENTENCES[4], SENTENCES[1], SENTENCES[0]])
+    np.testing.assert_allclose(again, plain[[3, 0, 1]], atol=1e-5)
+    assert encoder.sentences_encoded == 4
+    without_cache = SentenceEncoder(str(tiny_bert), cache_size=0)
+    without_cache.encode(rows[:3])
+    without_cache.encode(rows[:3])
+    assert without_cache.sentences_encoded == 4  # deduplicated within a call only
+    with pytest.raises(ConfigError, match="cache_size"):
+        SentenceEncoder(str(tiny_bert), cache_size=-1)
