@@ -46,7 +46,7 @@ class EmbedConfig:
     num_cpus_per_actor: float = 1.0  # CPUs Ray reserves per actor
     threads_per_actor: int = 0  # CPU actors' torch threads: 0 = the reservation, -1 = this machine's cores
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 on GPU, fp32 on CPU
-    cache_size: int = 50_000  # distinct sentences an encoder actor remembers: repeats are looked up, not re-encoded
+    cache_size: int = 50_000  # distinct sentences an encoder actor remembers: repeats are looked up, not re-encoded (0 = encode every row)
 
 
 # --------------------------------------------------------------------------------------------------- fidelity
@@ -225,6 +225,10 @@ class FitConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # five seeds, a seed per run
     cpus_per_worker: float = 1.0  # Ray Train worker resources
     gpus_per_worker: float = 0.0
+    # Seed trainers at once. 0 = as many as the cluster's free CPUs/GPUs hold when one is started: a trainer that
+    # waits for resources still runs its controller, which took ~25 % of a 2-core machine. A number > 0 starts
+    # that many regardless (an autoscaling cluster grows only for trainers that wait).
+    max_concurrent_seeds: int = 0  # seed trainers at once; 0 = as many as fit in the cluster's free resources
 
 
 @dataclass
@@ -369,6 +373,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _check(not [m for m in tune.models if m not in cfg.models], "tune.models", "must be a subset of `models`")
     _check_spaces(cfg, known)
     _check(len(cfg.fit.seeds) > 0, "fit.seeds", "must list at least one seed")
+    _check(cfg.fit.max_concurrent_seeds >= 0, "fit.max_concurrent_seeds", "must be >= 0 (0 = what fits now)")
     _check(len(set(cfg.fit.seeds)) == len(cfg.fit.seeds), "fit.seeds", "lists a seed twice")
     _check(
         cfg.fit.cpus_per_worker > 0 and cfg.fit.gpus_per_worker >= 0, "fit", "CPUs per worker > 0, GPUs >= 0"

@@ -10,9 +10,9 @@ keeps padding small; results are put back into the caller's order. Padding does 
 because padded positions are masked out of attention and out of the mean.
 
 Why a cache: an embedding depends on the sentence's token ids alone, and transcripts repeat themselves (greetings,
-"yes", "thank you for calling"; the synthetic generator draws its sentences from a pool of ~1.4K phrases). Each
-distinct token sequence is encoded once per call, and the last ``cache_size`` distinct sequences are remembered
-across calls, so a repeat costs a dictionary lookup instead of a forward pass.
+"yes", "thank you for calling"; the synthetic generator draws its sentences from a pool of ~1.4K phrases). With
+``cache_size`` > 0 each distinct token sequence is encoded once per call and the last ``cache_size`` distinct
+sequences are remembered across calls, so a repeat costs a dictionary lookup instead of a forward pass.
 
 This module is plain PyTorch (no Ray); ``mmrec_ray.pipeline.embed`` wraps it in a Ray Data actor pool.
 """
@@ -128,7 +128,9 @@ class SentenceEncoder:
                 f"encoder token_budget must be >= 0 (0 = batches of batch_size); got {token_budget}"
             )
         if cache_size < 0:
-            raise ConfigError(f"encoder cache_size must be >= 0 (0 = no cache across calls); got {cache_size}")
+            raise ConfigError(
+                f"encoder cache_size must be >= 0 (0 = encode every sentence); got {cache_size}"
+            )
         if max_length < 2:
             raise ConfigError(f"encoder max_length must be >= 2 (room for [CLS] and [SEP]); got {max_length}")
         self.name = name_or_path
@@ -138,7 +140,8 @@ class SentenceEncoder:
         self.batch_size = batch_size
         self.token_budget = int(token_budget)
         self.cache_size = int(cache_size)
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()  # token ids -> embedding, least recent first
+        # token ids -> embedding, least recently used first
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.sentences_seen = 0  # rows asked for, across calls
         self.sentences_encoded = 0  # rows that took a forward pass (the rest were repeats)
         # A local folder never needs the hub; passing local_files_only avoids network probes when offline.
@@ -234,10 +237,17 @@ class SentenceEncoder:
     def encode_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed already tokenized sentences, in length-sorted batches, returned in input order -> (n, D) float32.
 
-        A token sequence seen earlier in the call, or among the last ``cache_size`` distinct ones of earlier
-        calls, is copied instead of encoded again."""
+        With ``cache_size`` > 0 a token sequence seen earlier in the call, or among the last ``cache_size``
+        distinct ones of earlier calls, is copied instead of encoded again; 0 encodes every row."""
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         if not len(token_ids):
+            return out
+        if not self.cache_size:
+            lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+            for index in self.batches(lengths):
+                out[index] = self._forward_padded([token_ids[i] for i in index])
+            self.sentences_seen += len(token_ids)
+            self.sentences_encoded += len(token_ids)
             return out
         keys = [np.asarray(ids, dtype=np.int32).tobytes() for ids in token_ids]
         first_row: dict[bytes, int] = {}  # a sequence to encode -> the first row that asks for it
@@ -257,11 +267,10 @@ class SentenceEncoder:
             else:
                 out[row] = self._cache[key]
                 self._cache.move_to_end(key)
-        if self.cache_size:
-            for key, row in first_row.items():
-                self._cache[key] = out[row].copy()
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        for key, row in first_row.items():
+            self._cache[key] = out[row].copy()
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         self.sentences_seen += len(keys)
         self.sentences_encoded += len(unique)
         return out

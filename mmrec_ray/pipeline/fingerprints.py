@@ -45,6 +45,7 @@ _NOT_CONTENT = {
     "tune.max_concurrent_trials",
     "fit.cpus_per_worker",
     "fit.gpus_per_worker",
+    "fit.max_concurrent_seeds",
     "analyses.use_ray",
     "analyses.cpus_per_task",
 }
