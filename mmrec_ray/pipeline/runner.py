@@ -421,6 +421,11 @@ class Pipeline:
         table = self.run_dir / "results" / "table3.md"
         if table.exists():
             self.log(table.read_text())
+            from mmrec_ray.evaluation.report.summary import headline
+
+            e = self.cfg.evaluation
+            for _, text in headline(self.run_dir / "results", e.main_k, e.alpha):
+                self.log(text.replace("**", "") + f"\nFull report: {self.run_dir / 'report.html'}")
         return self.run_dir
 
 
