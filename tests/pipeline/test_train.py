@@ -69,3 +69,17 @@ def test_fit_every_model_and_seed_resumes_after_a_crash_and_rerun_skips(ray_loca
     mtimes = {p: p.stat().st_mtime_ns for p in (prepared_run / "predictions").glob("*")}
     assert train.run_fit(cfg, prepared_run, {}, log=lines.append) == 0
     assert {p: p.stat().st_mtime_ns for p in (prepared_run / "predictions").glob("*")} == mtimes
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], 2),  # 2 CPUs / 1 CPU per worker: the third seed waits instead of spinning its controller
+        (["fit.cpus_per_worker=0.5"], 4),
+        (["fit.cpus_per_worker=3"], 1),  # never zero: one trainer is started even where none fits
+        (["fit.max_concurrent_seeds=5"], 5),  # explicit: an autoscaling cluster grows for waiting ones
+    ],
+)
+def test_seed_trainers_started_at_once_are_what_the_cluster_holds(ray_local, tmp_path, extra, expected):
+    cfg = _cfg(tmp_path, "concurrent", ["popular"], [0, 1, 2, 3, 4], extra)
+    assert train.concurrent_trainers(cfg) == expected
