@@ -139,3 +139,11 @@ def test_headline_says_every_model_when_all_clear_popular(tmp_path):
 
 def test_headline_is_absent_without_tests(tmp_path):
     assert headline(tmp_path, 3, 0.05) == []
+
+
+def test_headline_names_a_tie_at_the_top_in_the_papers_order(tmp_path):
+    _write(tmp_path, union=dict(UNION, keyword=0.68))  # Keyword and Latent Feature share the best mean
+    [(_, text)] = headline(tmp_path, 3, 0.05)
+    assert "the best on the union is **Keyword** (HR@3 0.680" in text
+    # Holm over Keyword vs the other four: 1e-6 and 0.001 pass, Late Fusion's 0.04 needs < 0.025 and fails
+    assert "tied with Latent Feature, level with Late Fusion;" in text

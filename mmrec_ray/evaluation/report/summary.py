@@ -99,14 +99,22 @@ def headline(results: Path, main_k: int, alpha: float) -> list[Block]:
             + (f" (not: {names(missing)})" if missing else "")
             + (f" (by subset: {', '.join(per_subset)})" if per_subset else "")
         )
-    best = union.iloc[0]
-    others = _holm({m: _pair(pairwise, "union", m, best["model"]) for m in union["model"].iloc[1:]}, alpha)
-    level = order_models([m for m, (_, _, significant) in others.items() if not significant])
+    tied = order_models(
+        union[union["mean"] >= union["mean"].iloc[0] - 1e-9]["model"]
+    )  # paper order breaks ties
+    best = union[union["model"] == tied[0]].iloc[0]
+    rest = [m for m in union["model"] if m != best["model"]]
+    others = _holm({m: _pair(pairwise, "union", m, best["model"]) for m in rest}, alpha)
+    level = order_models(
+        [m for m, (_, _, significant) in others.items() if not significant and m not in tied]
+    )
     confidence = float(best["confidence"]) if "confidence" in best else 0.95
     parts.append(
         f"the best on the union is **{display_name(best['model'])}** ({metric} {best['mean']:.3f}, "
         f"{confidence:.0%} CI [{best['ci_low']:.3f}, {best['ci_high']:.3f}])"
-        + (f", level with {names(level)}" if level else ", significantly ahead of every other model")
+        + (f", tied with {names(tied[1:])}" if len(tied) > 1 else "")
+        + (f", level with {names(level)}" if level else "")
+        + (", significantly ahead of every other model" if not level and len(tied) == 1 else "")
     )
     joint = [m for m in PROPOSED if m in on_union]
     if FUSION_BASELINE in on_union and joint:
