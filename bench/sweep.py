@@ -18,8 +18,8 @@ differs:
   {32, 64, 128, 256}, ``units`` {32, 64, 128, 256}, ``dropout`` uniform(0.1, 0.5), ``learning_rate``
   loguniform(1e-4, 1e-2), declared per model through ``tune.spaces`` (no model file is edited).
 
-Every sweep has the same number of trials (N per searched model; the demo's 12 models search 14 spaces with
-their components, so N = 16 gives 224 trials per sweep). Reported: each tune stage's wall time, trials/hour and
+Every sweep has the same number of trials (N per searched model; the demo's 12 models of that run searched 14
+spaces with their components, so N = 16 gave 224 trials per sweep). Reported: each tune stage's wall time, trials/hour and
 trial-epochs (``bench/results/sweep_cpu.json``: seconds per trial and per trial-epoch of each sampled sweep
 against the grid, same machine, same command), the final Table 3 of each side by side (HR@3 / MAP@3 on the
 union, MAP@3 on the intersection, mean over seeds) with each model's rank on Union MAP@3, Kendall's tau of each

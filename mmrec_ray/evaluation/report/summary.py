@@ -52,12 +52,12 @@ def _pair(pairwise: pd.DataFrame, subset: str, a: str, b: str) -> tuple[float, f
 
 def _holm(pairs: dict, alpha: float) -> dict:
     """key -> (value, other value, significant): Holm's correction over this family of comparisons only."""
-    from statsmodels.stats.multitest import multipletests
+    from mmrec_ray.evaluation.statistics import holm
 
     keys = [k for k, v in pairs.items() if v is not None and np.isfinite(v[2])]
     if not keys:
         return {}
-    reject = multipletests([pairs[k][2] for k in keys], alpha=alpha, method="holm")[0]
+    reject, _ = holm([pairs[k][2] for k in keys], alpha)
     return {k: (pairs[k][0], pairs[k][1], bool(r)) for k, r in zip(keys, reject)}
 
 
