@@ -6,7 +6,8 @@ as the release's 107 parts of 1.96 GB). Rows:
 
 1. per core, one part, one thread each, side by side in this process (MB of CSV per CPU-second):
    ``convert_part`` (parse + validate + Parquet part + per-conversation sums) against
-   (a) ``pyarrow.csv.read_csv`` alone with default types — the parse, which is the limit for this format — and
+   (a) ``pyarrow.csv.read_csv`` alone with default types, (a') the same parse with the column types declared
+   and convert_part's block size — the parse alone, the limit for a pyarrow reader — and
    (b) ``pandas.read_csv`` + ``pd.concat``, what the reference scripts do;
 2. workers: the same parts converted by 1 and by 2 Ray Data tasks (wall time);
 3. the rehearsal: ``mmrec prepare`` on the whole folder (``--ingest-workers auto``) in a subprocess — wall time
@@ -63,6 +64,19 @@ def per_core(part: Path, scratch: Path) -> dict:
     rates = {}
     rates["pyarrow"] = _cpu_rate(
         lambda: pacsv.read_csv(part, read_options=pacsv.ReadOptions(use_threads=False)), size
+    )
+    # The same parse configured as convert_part's reader: float32 columns declared, ids and speaker as strings,
+    # the same block size. Inferring types (the row above) costs pyarrow most of its time on 768 float columns.
+    header, columns = embedding_columns(part)
+    declared = {name: pa.string() for name in header[: len(header) - len(columns)]}
+    declared.update({name: pa.float32() for name in columns})
+    rates["pyarrow_typed"] = _cpu_rate(
+        lambda: pacsv.read_csv(
+            part,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=DEFAULT_CHUNK_BYTES),
+            convert_options=pacsv.ConvertOptions(column_types=declared),
+        ),
+        size,
     )
     rates["pandas"] = _cpu_rate(lambda: pd.concat([pd.read_csv(part)], ignore_index=True), size)
 
@@ -194,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = per_core(parts[0], scratch)
     print(json.dumps(rates), flush=True)
     for baseline, label in (
-        ("pyarrow", "pyarrow.csv.read_csv (parse only)"),
+        ("pyarrow", "pyarrow.csv.read_csv (parse only, types inferred)"),
+        ("pyarrow_typed", "pyarrow.csv.read_csv (parse only, float32 declared, same blocks)"),
         ("pandas", "pandas.read_csv+concat"),
     ):
         rows.append(
