@@ -6,7 +6,8 @@ Flow (streaming; nothing is concatenated in memory)::
       -> map_batches(_tokenize)          CPU tasks: token ids, token count, keyword IDs (mapping given)
       -> map_batches(EncoderActor)       actor pool, ActorPoolStrategy(size=K); each actor holds one encoder,
                                          num_gpus=G per actor (bf16 on GPU) or CPU actors when G = 0;
-                                         sorts its batch by length and pads per encoder batch
+                                         sorts its batch by length and pads per encoder batch;
+                                         a sentence it has encoded before (embed.cache_size) is looked up
       -> write_parquet(temporary dir) -> rename onto RUN_DIR/prepared/parquet/conversation_embeddings/
 
 Tokenizing in its own CPU stage overlaps it with the encoder (on a GPU the tokenizer would otherwise idle the
