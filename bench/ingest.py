@@ -16,6 +16,8 @@ as the release's 107 parts of 1.96 GB). Rows:
    per-core rate (linear in cores: parts are independent) plus the measured fixed part of the stage.
 
 ``python -m bench.ingest --data DIR [--parts N] [--skip-rehearsal]``; DIR is made if missing (scale 1).
+``--parsers-only 300000000``: only which parser is the limit (pyarrow inferred / typed, pandas, and polars when
+installed), one thread each, on the first 300 MB of the first part.
 """
 
 from __future__ import annotations
@@ -47,6 +49,54 @@ def _cpu_rate(function, size: int) -> tuple[float, float]:
     function()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return size / 1e6 / cpu, size / 1e6 / wall
+
+
+def parsers(part: Path, scratch: Path, size: int) -> dict:
+    """MB of CSV per CPU-second of each available parser, one thread, on the first ``size`` bytes of ``part``
+    (cut at a line end): which parser is the limit for this format. polars is measured when it is importable
+    (it is not a dependency of the project)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from mmrec_ray.data.embedding_csv import DEFAULT_CHUNK_BYTES, embedding_columns
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    with open(part, "rb") as source:
+        head = source.read(size)
+    sample = scratch / "parsers_sample.csv"
+    sample.write_bytes(head[: head.rindex(b"\n") + 1])
+    size = sample.stat().st_size
+    header, columns = embedding_columns(sample)
+    keys = header[: len(header) - len(columns)]
+    declared = {name: pa.string() for name in keys} | {name: pa.float32() for name in columns}
+    rates = {
+        "pyarrow, types inferred": _cpu_rate(
+            lambda: pacsv.read_csv(sample, read_options=pacsv.ReadOptions(use_threads=False)), size
+        )[0],
+        "pyarrow, float32 declared, convert_part's blocks": _cpu_rate(
+            lambda: pacsv.read_csv(
+                sample,
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=DEFAULT_CHUNK_BYTES),
+                convert_options=pacsv.ConvertOptions(column_types=declared),
+            ),
+            size,
+        )[0],
+        "pandas.read_csv": _cpu_rate(lambda: pd.read_csv(sample), size)[0],
+    }
+    try:
+        os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is imported
+        import polars as pl
+
+        schema = {name: pl.String for name in keys} | {name: pl.Float32 for name in columns}
+        rates[f"polars {pl.__version__} read_csv, schema given"] = _cpu_rate(
+            lambda: pl.read_csv(sample, schema=schema), size
+        )[0]
+    except ImportError:
+        pass
+    sample.unlink()
+    return rates
 
 
 def per_core(part: Path, scratch: Path) -> dict:
@@ -188,12 +238,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", type=int, default=4, help="parts for the 1-vs-2-worker row")
     parser.add_argument("--skip-rehearsal", action="store_true")
     parser.add_argument(
+        "--parsers-only",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="only compare the parsers (one thread each) on the first BYTES of the first part, and exit",
+    )
+    parser.add_argument(
         "--scratch", type=Path, default=None, help="where outputs go (default: a temp folder)"
     )
     parser.add_argument("--results", type=Path, default=None, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
 
     from mmrec_ray.data.embedding_csv import find_embedding_parts
+
+    if args.parsers_only:
+        scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+        for name, rate in parsers(find_embedding_parts(args.data)[0], scratch, args.parsers_only).items():
+            print(f"{rate:8.0f} MB/cpu-s  {name}")
+        return 0
 
     if not find_embedding_parts(args.data):
         from mmrec_ray.data.synthetic import generate
