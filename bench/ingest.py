@@ -48,7 +48,7 @@ def _cpu_rate(function, size: int) -> tuple[float, float]:
     cpu, wall = time.process_time(), time.perf_counter()
     function()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return size / 1e6 / cpu, size / 1e6 / wall
+    return size / 1e6 / max(cpu, 1e-9), size / 1e6 / max(wall, 1e-9)  # a tiny test sample can take 0 ticks
 
 
 def parsers(part: Path, scratch: Path, size: int) -> dict:

@@ -199,3 +199,19 @@ def test_gpu_entry_dry_run_on_cpu(tmp_path):
     assert all(row["device"].startswith("cpu dry run") for row in rows)
     # results written elsewhere get their own README table; the committed one is untouched
     assert (tmp_path / "README.md").exists() and common.README.read_text() == committed_table
+
+
+def test_ingest_parsers_row_measures_each_parser_on_the_same_cut_sample(tmp_path):
+    from bench import ingest
+
+    part = tmp_path / "data_conversations_embedding_1.csv"
+    rows = [f"{i}.0,1,user," + ",".join(f"{(i * 7 + j) / 13:.6f}" for j in range(4)) for i in range(1, 400)]
+    part.write_text(
+        "conversation_id,sentence_number,sentence_speaker,embedding_1,embedding_2,embedding_3,embedding_4\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    rates = ingest.parsers(part, tmp_path, 5_000)  # cut inside a line: the sample ends at the last full line
+    assert {"pyarrow, types inferred", "pandas.read_csv"} <= set(rates)
+    assert all(rate > 0 for rate in rates.values())
+    assert not (tmp_path / "parsers_sample.csv").exists()
