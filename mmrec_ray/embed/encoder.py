@@ -233,6 +233,13 @@ class SentenceEncoder:
             start += count
         return out
 
+    def _encode_rows(self, token_ids: Sequence[Sequence[int]], rows: np.ndarray, out: np.ndarray) -> None:
+        """Encode ``token_ids[rows]`` in length-sorted batches into ``out[rows]``."""
+        lengths = np.fromiter((len(token_ids[i]) for i in rows), dtype=np.int64, count=len(rows))
+        for index in self.batches(lengths):
+            batch = rows[index]
+            out[batch] = self._forward_padded([token_ids[i] for i in batch])
+
     @torch.inference_mode()
     def encode_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed already tokenized sentences, in length-sorted batches, returned in input order -> (n, D) float32.
@@ -243,9 +250,7 @@ class SentenceEncoder:
         if not len(token_ids):
             return out
         if not self.cache_size:
-            lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
-            for index in self.batches(lengths):
-                out[index] = self._forward_padded([token_ids[i] for i in index])
+            self._encode_rows(token_ids, np.arange(len(token_ids)), out)
             self.sentences_seen += len(token_ids)
             self.sentences_encoded += len(token_ids)
             return out
@@ -255,11 +260,7 @@ class SentenceEncoder:
             if key not in first_row and key not in self._cache:
                 first_row[key] = row
         unique = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
-        if len(unique):
-            lengths = np.fromiter((len(token_ids[i]) for i in unique), dtype=np.int64, count=len(unique))
-            for index in self.batches(lengths):
-                rows = unique[index]
-                out[rows] = self._forward_padded([token_ids[i] for i in rows])
+        self._encode_rows(token_ids, unique, out)
         fresh = {key: out[row] for key, row in first_row.items()}
         for row, key in enumerate(keys):
             if key in fresh:
