@@ -225,10 +225,11 @@ class FitConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # five seeds, a seed per run
     cpus_per_worker: float = 1.0  # Ray Train worker resources
     gpus_per_worker: float = 0.0
-    # Seed trainers at once. 0 = as many as the cluster's free CPUs/GPUs hold when one is started: a trainer that
-    # waits for resources still runs its controller, which took ~25 % of a 2-core machine. A number > 0 starts
-    # that many regardless (an autoscaling cluster grows only for trainers that wait).
-    max_concurrent_seeds: int = 0  # seed trainers at once; 0 = as many as fit in the cluster's free resources
+    # A trainer waiting for resources still runs its controller, which took ~25 % of a 2-core machine; a number
+    # > 0 starts that many regardless (an autoscaling cluster grows only for trainers that wait).
+    max_concurrent_seeds: int = (
+        0  # seed trainers at once; 0 = as many workers as the cluster's CPUs/GPUs hold
+    )
 
 
 @dataclass

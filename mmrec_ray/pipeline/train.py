@@ -1,9 +1,10 @@
 """The `fit` stage (Ray Train): the five-seed final fits of every model with its best config, in parallel.
 
 * One ``TorchTrainer`` per seed (stable run name ``{run}__seed{seed}``), as many at once as the cluster holds
-  (``concurrent_trainers``; the next starts when one ends), each driven by a lightweight Ray task (``num_cpus=0``: the worker holds the resources, the driving task only waits). Its one
-  worker fits the seed's models in dependency order, so Late Fusion of seed s uses Conversation and Web Session
-  of seed s, teachers and generators likewise: a dependency is fitted once per seed and reused, never retrained.
+  (``concurrent_trainers``; the next starts when one ends), each driven by a lightweight Ray task
+  (``num_cpus=0``: the worker holds the resources, the driving task only waits). Its one worker fits the seed's
+  models in dependency order, so Late Fusion of seed s uses Conversation and Web Session of seed s, teachers and
+  generators likewise: a dependency is fitted once per seed and reused, never retrained.
   One trainer per seed rather than per (model, seed): a TorchTrainer costs tens of seconds of process start-up on
   a small machine, and the models are small enough that one worker per seed keeps a node busy.
 * After every model the worker reports a Ray Train checkpoint holding all the seed's fitted models and test
