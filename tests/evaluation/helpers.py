@@ -113,3 +113,39 @@ def write_model_predictions(
         ]
         paths.append(write_predictions(directory / f"{model}.parquet", pd.concat(frames, ignore_index=True)))
     return paths
+
+
+def bootstrap_row(
+    model: str, subset: str, mean: float, ci_low: float, ci_high: float, n_pes: int, metric="hr"
+):
+    """One row of results/bootstrap_ci.csv at k = 3."""
+    return dict(
+        model=model,
+        subset=subset,
+        metric=metric,
+        k=3,
+        n_pes=n_pes,
+        mean=mean,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        confidence=0.95,
+    )
+
+
+def pairwise_row(
+    subset: str, a: str, b: str, value_a: float, value_b: float, p_value: float, n_pes: int, **rest
+):
+    """One row of results/pairwise_tests.csv (HR@3, clustered CMH); ``rest``: statistic, p_holm, significant."""
+    return dict(
+        subset=subset,
+        metric="hr",
+        k=3,
+        model_a=a,
+        model_b=b,
+        test="cmh_clustered_chi2",
+        n_pes=n_pes,
+        value_a=value_a,
+        value_b=value_b,
+        p_value=p_value,
+        **rest,
+    )

@@ -5,27 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from mmrec_ray.evaluation import paper_reference as ref
+from tests.evaluation.helpers import bootstrap_row
 
 
 def _boot(tmp_path, rows):
     results = tmp_path / "results"
     results.mkdir()
-    frame = pd.DataFrame(
-        [
-            dict(
-                model=m,
-                subset=s,
-                metric=t,
-                k=3,
-                n_pes=100,
-                mean=v,
-                ci_low=v - 0.02,
-                ci_high=v + 0.02,
-                confidence=0.95,
-            )
-            for m, s, t, v in rows
-        ]
-    )
+    frame = pd.DataFrame([bootstrap_row(m, s, v, v - 0.02, v + 0.02, 100, metric=t) for m, s, t, v in rows])
     frame.to_csv(results / "bootstrap_ci.csv", index=False)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mmrec_ray.evaluation.report.summary import headline
+from tests.evaluation.helpers import bootstrap_row, pairwise_row
 
 # union HR@3 means; Popular is the floor, Late Fusion the baseline of the joint models
 UNION = {
@@ -32,68 +33,38 @@ P_UNION = {
 
 def _write(results, p_union=P_UNION, union=UNION):
     rows = [
-        dict(
-            subset="union",
-            metric="hr",
-            k=3,
-            model_a=a,
-            model_b=b,
-            test="cmh_clustered_chi2",
-            n_pes=600,
-            value_a=union[a],
-            value_b=union[b],
+        pairwise_row(
+            "union",
+            a,
+            b,
+            union[a],
+            union[b],
+            p,
+            600,
             statistic=1.0,
-            p_value=p,
             p_holm=min(1.0, p * 10),
             significant=p * 10 < 0.05,
         )
         for (a, b), p in p_union.items()
     ]
-    rows.append(  # one subset cell: Conversation on conversations-only, clearly above Popular
-        dict(
-            subset="conversations_only",
-            metric="hr",
-            k=3,
-            model_a="conversation",
-            model_b="popular",
-            test="cmh_clustered_chi2",
-            n_pes=90,
-            value_a=0.66,
-            value_b=0.52,
+    # one subset cell: Conversation on conversations-only, clearly above Popular
+    rows.append(
+        pairwise_row(
+            "conversations_only",
+            "conversation",
+            "popular",
+            0.66,
+            0.52,
+            0.003,
+            90,
             statistic=9.0,
-            p_value=0.003,
             p_holm=0.1,
             significant=False,
         )
     )
     pd.DataFrame(rows).to_csv(results / "pairwise_tests.csv", index=False)
-    boot = [
-        dict(
-            model=m,
-            subset="union",
-            metric="hr",
-            k=3,
-            n_pes=600,
-            mean=v,
-            ci_low=v - 0.03,
-            ci_high=v + 0.03,
-            confidence=0.95,
-        )
-        for m, v in union.items()
-    ]
-    boot.append(
-        dict(
-            model="conversation",
-            subset="conversations_only",
-            metric="hr",
-            k=3,
-            n_pes=90,
-            mean=0.66,
-            ci_low=0.56,
-            ci_high=0.75,
-            confidence=0.95,
-        )
-    )
+    boot = [bootstrap_row(m, "union", v, v - 0.03, v + 0.03, 600) for m, v in union.items()]
+    boot.append(bootstrap_row("conversation", "conversations_only", 0.66, 0.56, 0.75, 90))
     pd.DataFrame(boot).to_csv(results / "bootstrap_ci.csv", index=False)
 
 
