@@ -24,6 +24,13 @@ What is planted where (all strengths are fields of ``SyntheticParams``)
   concept. The need shows in the text (product names, several surface forms each) and in the keywords, which are
   extracted from that text with ``keyword_mapping.csv`` and live in the action-tag ID space (the word "roadside"
   has the ID of the roadside-assistance page tag).
+* **Where the calls sit** (the release's users file). Conversations-only PEs are drawn ∝ events^-``call_only_brevity``
+  (1.28 calls on average, 19 % more than one, as released); an intersection PE's newest event is a call with
+  probability ``conversation_last`` (57 % in the release, 40 % if calls and sessions were in random order):
+  customers phone just before they buy, so the newest, most informative event is often a call.
+* **Unnamed calls.** In a share ``unnamed_calls`` of calls nobody names the product: the caller describes the
+  situation ("someone to fix the boiler at night"), so the keyword extractor finds no item while a sentence
+  encoder still reads the topic — keywords are exact where a product is named, embeddings carry the rest.
 * **Single-modality signal.** Coverages 9, 10, 15 have no product page: sessions can only show their base
   product, so only conversations tell them apart. Coverages 2, 12, 20 are never named on the phone (agents
   talk about the base product), so only sessions tell them apart.
@@ -167,6 +174,12 @@ class SyntheticParams:
     basket_tilt_conversations: float = 0.1  # basket size k ∝ exp(-tilt (k-1)) × the release's size counts
     basket_tilt_sessions: float = -0.2
     basket_tilt_intersection: float = 0.45
+    # The release's conversations-only PEs hold 1.28 calls on average (19 % more than one), its intersection PEs
+    # end with a call 57 % of the time: where the calls sit decides what a sequence model can read from them.
+    call_only_brevity: float = 1.0  # conversations-only PEs drawn ∝ events^-this (2 gave 1.12 calls, 9 % > 1)
+    conversation_last: float = 0.6  # P(intersection PE's newest event is a call) -> 0.57; < 0: random (0.40)
+    # Keywords lose what is not named (the paper's reading of Latent Feature's lead on conversations-only).
+    unnamed_calls: float = 0.05  # share of calls that never name the product: no item keyword, the text tells
     history_reuse: float = 0.8  # P(each slot of a later PE re-includes the previous PE's event), budgeted
     phone_preference: float = (
         1.0  # spread of a per-user propensity for calls (a user's PEs alike in modality)
@@ -254,11 +267,24 @@ class _Concepts:
                 pool = self._phrases(c, speaker)
                 offsets[c, s], counts[c, s] = len(texts), len(pool)
                 texts.extend(pool)
+        self.n_named_phrases = len(texts)
+        # Item mentions that do not name the item (vocab.UNNAMED), per (concept, speaker); count 0 = none.
+        unnamed_offsets = np.zeros((self.n, 2), dtype=np.int64)
+        unnamed_counts = np.zeros((self.n, 2), dtype=np.int64)
+        for item_id, situations in vocab.UNNAMED.items():
+            for s, speaker in enumerate(SPEAKERS):
+                pool = [t.format(x=x) for t in vocab.UNNAMED_TEMPLATES[speaker] for x in situations]
+                unnamed_offsets[item_id - 1, s], unnamed_counts[item_id - 1, s] = len(texts), len(pool)
+                texts.extend(pool)
+        self.unnamed_offset, self.unnamed_count = unnamed_offsets, unnamed_counts
         self.phrase_text = np.array(texts, dtype=object)
         self.phrase_keywords = np.array(
             [",".join(str(k) for k in vocab.extract_keywords(t, mapping)) for t in texts], dtype=object
         )
-        self.phrase_concept = np.repeat(np.arange(self.n), counts.sum(axis=1))
+        self.phrase_concept = np.concatenate([
+            np.repeat(np.arange(self.n), counts.sum(axis=1)),
+            np.repeat(np.arange(self.n), unnamed_counts.sum(axis=1)),
+        ])  # fmt: skip
         self.phrase_offset, self.phrase_count = offsets, counts
 
     def _phrases(self, c: int, speaker: str) -> list[str]:
@@ -423,7 +449,9 @@ def build(scale: float = 1.0, seed: int = 0, params: SyntheticParams | None = No
         both = _weighted_top(rng, multi_event, n_events[multi_event] * phone[multi_event], n_split_both)
         pe_type[both] = 3
         rest = np.flatnonzero(in_split & (pe_type == 2))
-        conv_only = _weighted_top(rng, rest, phone[rest] / n_events[rest].astype(float) ** 2, n_split_conv)
+        conv_only = _weighted_top(
+            rng, rest, phone[rest] / n_events[rest].astype(float) ** params.call_only_brevity, n_split_conv
+        )
         pe_type[conv_only] = 1
     both = np.flatnonzero(pe_type == 3)
     n_conv = np.where(pe_type == 1, n_events, 0)
@@ -552,6 +580,13 @@ def build(scale: float = 1.0, seed: int = 0, params: SyntheticParams | None = No
     shared_left = round(
         RELEASE_TEST_STATS["shared_with_training"] * is_test.sum() / sum(RELEASE_TEST_STATS["pe_types"])
     )
+    # In the release the newest event of an intersection PE is a call 57 % of the time (38 % if the order were
+    # random): customers phone just before they buy. From its own stream, so the other draws stay as they were.
+    last_kind = np.full(n_pe, -1)
+    last_is_call = np.random.default_rng([seed, 14]).random(n_pe) < params.conversation_last
+    if params.conversation_last >= 0:
+        last_kind[pe_type == 3] = np.where(last_is_call, 0, 1)[pe_type == 3]
+    last_kind_list = last_kind.tolist()
     for u in user_order.tolist():
         for pe in by_user_list[user_offset[u] : user_offset[u] + user_n_pes[u]]:
             kinds = slot_kinds[slot_offset[pe] : slot_offset[pe] + n_events_list[pe]]
@@ -576,6 +611,9 @@ def build(scale: float = 1.0, seed: int = 0, params: SyntheticParams | None = No
                     taken.append(event)
             shared_left -= shares
             taken.reverse()
+            if last_kind_list[pe] >= 0 and last_kind_list[pe] in kinds:
+                kinds.remove(last_kind_list[pe])  # the newest event is of the kind drawn for it
+                kinds.append(last_kind_list[pe])
             new_events = list(range(len(event_kind), len(event_kind) + len(kinds)))
             event_kind.extend(kinds)
             event_owner.extend([pe] * len(kinds))
@@ -634,7 +672,13 @@ def build(scale: float = 1.0, seed: int = 0, params: SyntheticParams | None = No
     post_filter_table = pa.table({"purchase_event_id": filter_rows[0] + 1, "item_id": filter_rows[1] + 1})
     sessions = _sessions_table(rng, params, concepts, topic[sess_events], session_background)
     conversations, sentence_concept, sentence_phrase, sentence_speaker = _conversations_table(
-        rng, params, concepts, topic[conv_events], conversation_background, conversation_ids
+        rng,
+        np.random.default_rng([seed, 15]),
+        params,
+        concepts,
+        topic[conv_events],
+        conversation_background,
+        conversation_ids,
     )
 
     info = {
@@ -844,7 +888,7 @@ def _sessions_table(rng, params, concepts, topics, background) -> pa.Table:
     })  # fmt: skip
 
 
-def _conversations_table(rng, params, concepts, topics, background, ids):
+def _conversations_table(rng, unnamed_rng, params, concepts, topics, background, ids):
     """(C,) conversation topics -> one row per sentence (speaker, text, keywords) plus concept/phrase arrays."""
     n_conv = len(topics)
     body_median = max(params.conversation_length_median - MIN_SENTENCES, 1.0)
@@ -871,6 +915,14 @@ def _conversations_table(rng, params, concepts, topics, background, ids):
     speaker[flip] = 1 - speaker[flip]
     count = concepts.phrase_count[concept, speaker]
     phrase = concepts.phrase_offset[concept, speaker] + (rng.random(n_sent) * count).astype(np.int64)
+    # Calls in which the caller describes the situation and nobody names the product: every item mention of
+    # such a call comes from the unnamed pool (no keyword), drawn from its own stream.
+    unnamed_draws = unnamed_rng.random((2, max(n_conv, n_sent)))
+    unnamed_count = concepts.unnamed_count[concept, speaker]
+    unnamed = (unnamed_draws[0, :n_conv] < params.unnamed_calls)[conv] & (unnamed_count > 0)
+    phrase[unnamed] = concepts.unnamed_offset[concept, speaker][unnamed] + (
+        unnamed_draws[1, :n_sent][unnamed] * unnamed_count[unnamed]
+    ).astype(np.int64)
     speaker_names = pa.array(SPEAKERS).take(pa.array(speaker.astype(np.int8)))
     phrase32 = pa.array(phrase.astype(np.int32))
     table = pa.table({
@@ -910,10 +962,12 @@ def sentence_embeddings(
     claim_bases = np.array(concepts.bases) - 1
     concept_dir[claims] = 0.5 * concept_dir[claim_bases] + 0.866 * concept_dir[claims]
     concept_dir = (params.embedding_signal * concept_dir).astype(np.float32)
-    phrase_dir = (
-        params.phrase_jitter * directions[concepts.n : concepts.n + len(concepts.phrase_text)]
-    ).astype(np.float32)
-    speaker_dir = (0.2 * directions[-2:]).astype(np.float32)
+    # Rows: concepts, named phrases, the two speakers, then unnamed phrases (added later: the rows before them
+    # keep their values).
+    named = concepts.n + concepts.n_named_phrases
+    phrase_rows = np.concatenate([directions[concepts.n : named], directions[named + 2 :]])
+    phrase_dir = (params.phrase_jitter * phrase_rows).astype(np.float32)
+    speaker_dir = (0.2 * directions[named : named + 2]).astype(np.float32)
     noise_rng = np.random.default_rng([seed, 11, start] + ([copy] if copy else []))
     vectors = noise_rng.standard_normal((stop - start, dim), dtype=np.float32)
     vectors *= np.float32(params.embedding_noise / math.sqrt(dim))

@@ -5,7 +5,9 @@ Everything here is computed from ``synthetic.build`` in memory, with the project
 
 * the test split's composition (conversations-only / sessions-only / intersection PEs),
 * how many test PEs share an event with a training PE (re-included history),
-* Popular (training purchase counts, post-filtered) HR@3 and MAP@3 on the union and on each subset.
+* Popular (training purchase counts, post-filtered) HR@3 and MAP@3 on the union and on each subset,
+* where the calls sit: calls per conversations-only PE (and the share with more than one), and how often an
+  intersection PE's newest event is a call.
 
 ``python -m mmrec_ray.data.synthetic_checks --scale 1 --seeds 0,1,2`` prints the table of docs/calibration.md.
 """
@@ -28,6 +30,14 @@ RELEASE_POPULAR = {
     "conversations_only": (0.5243, 0.3314),
     "sessions_only": (0.4284, 0.2425),
     "intersection": (0.5131, 0.3349),
+}
+
+# From the released data_users.csv: conversations-only PEs hold 1.282 calls on average, 19.3 % of them more than
+# one; 57.0 % of intersection PEs end with a call (38 % would if calls and sessions were in random order).
+RELEASE_CALLS = {
+    "calls_per_conversations_only_pe": 1.282,
+    "several_calls_share": 0.193,
+    "newest_is_call": 0.570,
 }
 
 
@@ -67,6 +77,24 @@ def shared_test_pes(data) -> int:
     return int(np.unique(per["pe"][row_test & in_train]).size)
 
 
+def call_placement(data) -> dict[str, float]:
+    """The RELEASE_CALLS statistics over every PE (both splits)."""
+    per = _per_pe(data)
+    pe, is_conv = per["pe"], per["is_conv"]
+    n_pe = len(per["subset"])
+    calls = np.bincount(pe, weights=is_conv, minlength=n_pe)
+    users = data.users
+    order = np.lexsort((users.column("event_number").to_numpy(), pe))
+    newest = np.zeros(n_pe, dtype=bool)
+    newest[pe[order]] = is_conv[order]  # the last write per PE is its highest event number
+    conv_only, both = per["subset"] == 0, per["subset"] == 2
+    return {
+        "calls_per_conversations_only_pe": float(calls[conv_only].mean()),
+        "several_calls_share": float((calls[conv_only] > 1).mean()),
+        "newest_is_call": float(newest[both].mean()),
+    }
+
+
 def popular_by_subset(data) -> dict[str, tuple[float, float]]:
     """Popular's (HR@3, MAP@3) on the test PEs: union and each subset."""
     from mmrec_ray.evaluation.metrics import per_pe_metrics
@@ -100,19 +128,30 @@ def report(scale: float, seeds: list[int], params=None) -> str:
     from mmrec_ray.data.synthetic import build
 
     lines = [
-        "| seed | conv-only / sess-only / both test PEs | shared | Popular HR@3, MAP@3: union | conv-only | sess-only | intersection |",
-        "|---|---|---|---|---|---|---|",
+        "| seed | conv-only / sess-only / both test PEs | shared | Popular HR@3, MAP@3: union | conv-only | sess-only "
+        "| intersection | calls per conv-only PE (share > 1) | intersection PEs ending with a call |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     release = " / ".join(str(RELEASE_TEST_COMPOSITION[s]) for s in SUBSETS)
     cells = " | ".join(f"{RELEASE_POPULAR[k][0]:.4f}, {RELEASE_POPULAR[k][1]:.4f}" for k in RELEASE_POPULAR)
-    lines.append(f"| release | {release} | {RELEASE_SHARED_TEST_PES} | {cells} |")
+    lines.append(
+        f"| release | {release} | {RELEASE_SHARED_TEST_PES} | {cells} | {_calls_cells(RELEASE_CALLS)} |"
+    )
     for seed in seeds:
         data = build(scale, seed, params)
         composition = " / ".join(str(v) for v in test_composition(data).values())
         popular = popular_by_subset(data)
         cells = " | ".join(f"{popular[k][0]:.4f}, {popular[k][1]:.4f}" for k in RELEASE_POPULAR)
-        lines.append(f"| {seed} | {composition} | {shared_test_pes(data)} | {cells} |")
+        calls = _calls_cells(call_placement(data))
+        lines.append(f"| {seed} | {composition} | {shared_test_pes(data)} | {cells} | {calls} |")
     return "\n".join(lines)
+
+
+def _calls_cells(calls: dict[str, float]) -> str:
+    return (
+        f"{calls['calls_per_conversations_only_pe']:.3f} ({calls['several_calls_share']:.3f}) | "
+        f"{calls['newest_is_call']:.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

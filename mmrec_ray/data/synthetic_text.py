@@ -125,6 +125,32 @@ ITEMS: dict[int, tuple[str, int | None, str, tuple[str, ...], tuple[str, ...]]] 
     ),
 }
 NUM_ITEMS = 24
+# What a caller says about an item without naming it (no word of the keyword mapping): the situation, not the
+# product. Only items that are talked about on the phone have them. A keyword extractor finds nothing here; a
+# sentence encoder still places each near its product.
+UNNAMED: dict[int, tuple[str, ...]] = {
+    1: ("someone who comes out if I break down on the motorway", "help when the engine stops on the road"),
+    3: ("another vehicle while mine is at the garage", "something to drive while mine is being repaired"),
+    4: ("the new Volvo I just got", "the vehicle I drive to work every day"),
+    5: ("water leaking inside the walls", "a leak under the kitchen sink"),
+    6: ("my phone and tablet if they get broken", "a cracked screen on my tablet"),
+    7: ("getting hurt in my spare time", "an injury that keeps me off work"),
+    8: ("my furniture and belongings", "someone stealing my things from the flat"),
+    9: ("breaking a tooth on something hard while eating",),
+    10: ("getting hurt while skiing or paragliding",),
+    11: ("knocking out a tooth in a fall",),
+    13: ("our new puppy", "the puppy we just got from the breeder"),
+    14: ("the animal clinic bills when the puppy is ill",),
+    15: ("our puppy biting someone in the park",),
+    16: ("falling ill abroad this summer", "when we fly to Spain in July"),
+    17: ("my new Harley", "the scooter I ride to work"),
+    18: ("the roof and walls of the place we own", "the place we just bought"),
+    19: ("getting my money back if we cannot fly after all",),
+    21: ("a lawyer if I end up in a dispute",),
+    22: ("our summer place by the sea", "the little place we rent out in summer"),
+    23: ("heavy rain filling the basement with water", "wind tearing tiles off the roof"),
+    24: ("someone to fix the boiler at night", "a broken heating system in winter"),
+}
 BASE_ITEMS = tuple(i for i, spec in ITEMS.items() if spec[1] is None)
 
 # ------------------------------------------------------------------------------------------------ website tags
@@ -241,6 +267,22 @@ ITEM_TEMPLATES = {
         "The price of {x} depends on a few details.",
         "You can also buy {x} online if you prefer.",
         "I can see that you asked about {x} before.",
+    ),
+}
+UNNAMED_TEMPLATES = {
+    "user": (
+        "I'm worried about {x}.",
+        "What happens with {x}?",
+        "We need something for {x}.",
+        "I want to be covered for {x}.",
+        "Is there anything you can do about {x}?",
+        "My neighbour said you have something for {x}.",
+    ),
+    "agent": (
+        "We have something for {x}.",
+        "Let me see what covers {x}.",
+        "Many customers ask about {x}.",
+        "I can set that up for {x} right away.",
     ),
 }
 SERVICE_TEMPLATES = {

@@ -11,9 +11,11 @@ import pytest
 
 from mmrec_ray.data import synthetic
 from mmrec_ray.data.synthetic_checks import (
+    RELEASE_CALLS,
     RELEASE_POPULAR,
     RELEASE_SHARED_TEST_PES,
     RELEASE_TEST_COMPOSITION,
+    call_placement,
     popular_by_subset,
     shared_test_pes,
     test_composition,
@@ -60,3 +62,18 @@ def test_order_knobs_plant_where_documented():
     counts = synthetic.build(0.05, seed=2, params=only_within).info["counts"]
     assert counts["order_signal_pes"] == counts["order_decoy_pes"] == 0
     assert counts["order_signal_within_pes"] > 0 and counts["order_decoy_within_pes"] > 0
+
+
+def test_scale_one_calls_sit_where_the_releases_do(scale_one):
+    # Where the calls sit is what a sequence model reads from them: more than one call in a conversations-only
+    # PE, a call as an intersection PE's newest event (random order would give 0.40 and a mean of 1.12 calls).
+    measured = call_placement(scale_one)
+    for name, value in RELEASE_CALLS.items():
+        assert abs(measured[name] - value) <= 0.02, (name, measured)
+
+
+def test_call_knobs_off_give_the_random_order():
+    off = synthetic.SyntheticParams(conversation_last=-1.0, call_only_brevity=2.0)
+    measured = call_placement(synthetic.build(0.3, seed=1, params=off))
+    assert measured["newest_is_call"] < 0.45  # the kinds' random order: ~0.40
+    assert measured["calls_per_conversations_only_pe"] < 1.2

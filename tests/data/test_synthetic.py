@@ -348,3 +348,27 @@ def test_release_shaped_embedding_text_and_sentence_volume(tmp_path: Path, vecto
     means = values.groupby(rows.conversation_id).mean()
     base = one.filter(like="embedding_").groupby(one.conversation_id).mean()
     assert np.abs(means.to_numpy() - base.to_numpy()).mean() < 0.5 * np.abs(base.to_numpy()).mean()
+
+
+def test_unnamed_calls_carry_no_item_keyword_but_keep_their_topic():
+    """`unnamed_calls`: in such a call the item is described, never named — the keyword extractor finds no item
+    in it, the sentences still belong to the item's concept; the other calls are as before."""
+    named = synthetic.build(0.02, seed=4, params=synthetic.SyntheticParams(unnamed_calls=0.0))
+    some = synthetic.build(0.02, seed=4, params=synthetic.SyntheticParams(unnamed_calls=0.5))
+    item_ids = {synthetic_text.TAG_ID[synthetic_text.item_tag_name(i)] for i in synthetic_text.ITEMS}
+    concepts = synthetic._Concepts()
+
+    def item_mentions(data):
+        table = data.conversations.to_pandas()
+        is_item = data.sentence_concept < concepts.service0
+        has_item_keyword = table.keywords.map(lambda k: bool({int(x) for x in k.split(",") if x} & item_ids))
+        return table.assign(is_item=is_item, named=has_item_keyword)
+
+    before, after = item_mentions(named), item_mentions(some)
+    assert (before.sentence_speaker == after.sentence_speaker).all()
+    assert (named.sentence_concept == some.sentence_concept).all()  # same topics, other words
+    unnamed_share = 1 - after[after.is_item].named.mean()
+    assert 0.3 < unnamed_share < 0.6, unnamed_share
+    assert before[before.is_item].named.all()
+    changed = after.conversation_id[after.text != before.text].unique()
+    assert set(after.conversation_id[after.is_item & ~after.named]) <= set(changed)
