@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if not find_embedding_parts(args.data):
-        from mmrec_ray.data.synthetic import generate
+        from mmrec_ray.data.synthetic_files import generate
 
         generate(args.data, scale=1.0, seed=0, text=False, embedding_dim=768, float_text="release")
     parts = find_embedding_parts(args.data)

@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def prepared_at(scale: float, workdir: Path, embedding_dim: int) -> Path:
     """RUN_DIR/prepared/tensors for ``scale`` in ``workdir``, generating and preparing it when missing."""
     from mmrec_ray.data.prepare import prepare
-    from mmrec_ray.data.synthetic import generate
+    from mmrec_ray.data.synthetic_files import generate
 
     run_dir = workdir / f"run_{scale:g}"
     tensors = run_dir / "prepared" / "tensors"

@@ -1,5 +1,5 @@
 """`mmrec generate`: write the synthetic dataset in the released format plus raw text (README, "Data formats";
-what signal is planted where: mmrec_ray/data/synthetic.py)."""
+what signal is planted where: mmrec_ray/data/synthetic.py; the files: synthetic_files.py)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def parse_params(pairs: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmrec_ray.data.synthetic import generate
+    from mmrec_ray.data.synthetic_files import generate
 
     if not args.scale > 0:
         raise ConfigError(f"--scale must be positive, got {args.scale}")

@@ -28,7 +28,7 @@ from mmrec_ray.models import registry
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     from mmrec_ray.data.prepare import prepare
-    from mmrec_ray.data.synthetic import generate
+    from mmrec_ray.data.synthetic_files import generate
     from mmrec_ray.data.tensors import PreparedData
 
     root = tmp_path_factory.mktemp("bench")

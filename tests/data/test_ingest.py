@@ -16,7 +16,7 @@ import pytest
 from mmrec_ray.data import ingest
 from mmrec_ray.data.embedding_csv import find_embedding_parts
 from mmrec_ray.data.prepare import prepare
-from mmrec_ray.data.synthetic import generate
+from mmrec_ray.data.synthetic_files import generate
 from mmrec_ray.data.tensors import PreparedData
 
 PARTS = 7  # 9,351 sentences at scale 0.01, 1,600 a part

@@ -22,7 +22,7 @@ import pytest
 
 from mmrec_ray.config import TrainingConfig
 from mmrec_ray.data.prepare import prepare
-from mmrec_ray.data.synthetic import generate
+from mmrec_ray.data.synthetic_files import generate
 from mmrec_ray.data.tensors import SUBSET_NAMES, PreparedData
 from mmrec_ray.evaluation.metrics import per_pe_metrics
 from mmrec_ray.models.params import default_params

@@ -11,7 +11,9 @@ import pytest
 
 from mmrec_ray.cli import main
 from mmrec_ray.data import synthetic, synthetic_text
-from mmrec_ray.data.synthetic import EMBEDDING_DIR, FILES, RELEASE_STATS, build, generate
+from mmrec_ray.data.synthetic import RELEASE_STATS, build
+from mmrec_ray.data.synthetic_concepts import Concepts
+from mmrec_ray.data.synthetic_files import EMBEDDING_DIR, FILES, generate
 
 SMALL = 0.02
 
@@ -356,7 +358,7 @@ def test_unnamed_calls_carry_no_item_keyword_but_keep_their_topic():
     named = synthetic.build(0.02, seed=4, params=synthetic.SyntheticParams(unnamed_calls=0.0))
     some = synthetic.build(0.02, seed=4, params=synthetic.SyntheticParams(unnamed_calls=0.5))
     item_ids = {synthetic_text.TAG_ID[synthetic_text.item_tag_name(i)] for i in synthetic_text.ITEMS}
-    concepts = synthetic._Concepts()
+    concepts = Concepts()
 
     def item_mentions(data):
         table = data.conversations.to_pandas()

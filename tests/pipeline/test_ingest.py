@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmrec_ray.data.embedding_csv import find_embedding_parts
-from mmrec_ray.data.synthetic import generate
+from mmrec_ray.data.synthetic_files import generate
 from mmrec_ray.data.tensors import PreparedData
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mmrec_ray.config import load_config
-from mmrec_ray.data.synthetic import generate
+from mmrec_ray.data.synthetic_files import generate
 from mmrec_ray.data.tensors import PreparedData
 from mmrec_ray.embed.encoder import SentenceEncoder
 from mmrec_ray.embed.random_bert import write_random_bert
