@@ -74,34 +74,32 @@ class Concepts:
         self._build_phrases()
 
     def _build_phrases(self) -> None:
-        mapping = vocab.keyword_mapping()
         texts: list[str] = []
-        offsets = np.zeros((self.n, 2), dtype=np.int64)
-        counts = np.zeros((self.n, 2), dtype=np.int64)
-        for c in range(self.n):
-            for s, speaker in enumerate(SPEAKERS):
-                pool = self._phrases(c, speaker)
-                offsets[c, s], counts[c, s] = len(texts), len(pool)
-                texts.extend(pool)
+
+        def add_pools(pool_of) -> tuple[np.ndarray, np.ndarray]:
+            """Append pool_of(concept, speaker) for every pair to ``texts``: (n, 2) offsets and counts."""
+            offsets = np.zeros((self.n, 2), dtype=np.int64)
+            counts = np.zeros((self.n, 2), dtype=np.int64)
+            for c in range(self.n):
+                for s, speaker in enumerate(SPEAKERS):
+                    pool = pool_of(c, speaker)
+                    offsets[c, s], counts[c, s] = len(texts), len(pool)
+                    texts.extend(pool)
+            return offsets, counts
+
+        self.phrase_offset, self.phrase_count = add_pools(self._phrases)
         self.n_named_phrases = len(texts)
-        # Item mentions that do not name the item (vocab.UNNAMED), per (concept, speaker); count 0 = none.
-        unnamed_offsets = np.zeros((self.n, 2), dtype=np.int64)
-        unnamed_counts = np.zeros((self.n, 2), dtype=np.int64)
-        for item_id, situations in vocab.UNNAMED.items():
-            for s, speaker in enumerate(SPEAKERS):
-                pool = [t.format(x=x) for t in vocab.UNNAMED_TEMPLATES[speaker] for x in situations]
-                unnamed_offsets[item_id - 1, s], unnamed_counts[item_id - 1, s] = len(texts), len(pool)
-                texts.extend(pool)
-        self.unnamed_offset, self.unnamed_count = unnamed_offsets, unnamed_counts
+        # Item mentions that do not name the item (vocab.UNNAMED), after the named ones; count 0 = none.
+        self.unnamed_offset, self.unnamed_count = add_pools(self._unnamed_phrases)
         self.phrase_text = np.array(texts, dtype=object)
+        mapping = vocab.keyword_mapping()
         self.phrase_keywords = np.array(
             [",".join(str(k) for k in vocab.extract_keywords(t, mapping)) for t in texts], dtype=object
         )
-        self.phrase_concept = np.concatenate([
-            np.repeat(np.arange(self.n), counts.sum(axis=1)),
-            np.repeat(np.arange(self.n), unnamed_counts.sum(axis=1)),
-        ])  # fmt: skip
-        self.phrase_offset, self.phrase_count = offsets, counts
+
+    def _unnamed_phrases(self, c: int, speaker: str) -> list[str]:
+        situations = vocab.UNNAMED.get(c + 1, ()) if c < self.service0 else ()
+        return [t.format(x=x) for t in vocab.UNNAMED_TEMPLATES[speaker] for x in situations]
 
     def _phrases(self, c: int, speaker: str) -> list[str]:
         if c < self.service0:
