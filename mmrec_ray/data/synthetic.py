@@ -42,9 +42,10 @@ What is planted where (all strengths are fields of ``SyntheticParams``)
   ``order_decoy_within``, lower by default, so that order carries most where the modalities interleave, as in
   the paper's Table 4. Only a model that sees event order can tell signal from decoy; how much shuffling hurts
   each model is left to the models (set all four to 0 for a benchmark where order carries nothing).
-* **Who buys what.** Basket sizes and primary items are apportioned per stratum (split x PE type x single-item),
-  leaning by ``popular_tilt_*`` / ``basket_tilt_*`` / ``primary_popularity``, so Popular scores the release's
-  per-subset HR@3 / MAP@3 (0.52 / 0.43 / 0.51) at scale 1. The test split (the latest 10 % of PE ids) gets the
+* **Who buys what.** Basket sizes per stratum (split x PE type) are the release's own counts
+  (``RELEASE_ITEMS_PER_PE_BY_STRATUM``); primary items are apportioned per stratum x single-item, leaning by
+  ``popular_tilt_*`` / ``primary_popularity``, so Popular scores the release's per-subset HR@3 / MAP@3
+  (0.52 / 0.43 / 0.51) at scale 1. The test split (the latest 10 % of PE ids) gets the
   release's composition (883 / 4,064 / 1,294) and exactly 150 test PEs re-include a training PE's event.
 * **History.** A later PE of a user re-includes the most recent events of the user's previous PE (the release's
   behaviour); those events were generated from the earlier need, so they are mostly noise for the later PE.
@@ -117,6 +118,35 @@ RELEASE_STATS = {
 # The released test split (the latest 10 % of PEs by id, SPEC 4): conversations-only / sessions-only /
 # intersection PEs, and how many test PEs list an event that a training PE lists too (re-included history).
 RELEASE_TEST_STATS = {"pe_types": [883, 4_064, 1_294], "shared_with_training": 150}
+# Items per PE (1..10) in each stratum of the release (split x PE type, counted from the public data_users.csv and
+# data_purchase_events.csv): basket sizes hardly depend on the modality, and the latest 10 % buy smaller baskets
+# (79 % single-item against 72 % in training). Rows sum to the split's PE-type counts, columns to items_per_pe.
+RELEASE_ITEMS_PER_PE_BY_STRATUM = [
+    [5_295, 1_176, 516, 259, 101, 26, 8, 2, 0, 0],  # training, conversations only
+    [27_502, 5_851, 2_661, 1_519, 724, 177, 27, 1, 1, 3],  # training, sessions only
+    [7_580, 1_427, 705, 383, 165, 37, 8, 3, 2, 1],  # training, intersection
+    [687, 110, 44, 26, 8, 7, 0, 1, 0, 0],  # test, conversations only
+    [3_240, 420, 205, 107, 65, 19, 8, 0, 0, 0],  # test, sessions only
+    [1_021, 159, 52, 36, 22, 3, 1, 0, 0, 0],  # test, intersection
+]  # fmt: skip
+# Purchases per stratum (rows as above) and item 1..24 in the release, all PEs and single-item PEs only: who buys
+# what in each subset and split. Columns of the first table sum to purchases_per_item.
+RELEASE_PURCHASES_BY_STRATUM = [
+    [305, 316, 154, 1305, 331, 536, 1269, 1335, 49, 60, 242, 139, 440, 106, 91, 529, 332, 1898, 230, 53, 269, 431, 97, 447],
+    [2697, 1480, 1536, 6464, 1091, 2239, 4979, 4822, 465, 417, 437, 1262, 3585, 1291, 979, 3806, 3395, 6485, 996, 387, 2179, 3568, 716, 2905],
+    [478, 479, 188, 1578, 340, 786, 1406, 1333, 60, 40, 246, 347, 906, 237, 226, 1006, 788, 2715, 292, 78, 394, 655, 130, 528],
+    [25, 36, 21, 129, 41, 71, 151, 171, 3, 3, 35, 22, 27, 6, 8, 30, 26, 248, 94, 4, 10, 33, 4, 35],
+    [196, 121, 137, 565, 122, 233, 714, 477, 39, 40, 65, 139, 155, 98, 56, 196, 186, 719, 566, 27, 117, 283, 62, 305],
+    [44, 67, 21, 182, 49, 105, 185, 166, 6, 9, 35, 50, 51, 16, 12, 60, 56, 364, 117, 5, 24, 69, 21, 60],
+]  # fmt: skip
+RELEASE_SINGLE_ITEM_BY_STRATUM = [
+    [177, 84, 83, 888, 131, 173, 357, 555, 28, 43, 166, 39, 107, 41, 13, 208, 113, 1144, 162, 18, 162, 267, 54, 282],
+    [1834, 349, 1096, 4924, 393, 559, 1448, 1625, 256, 336, 247, 303, 629, 652, 131, 956, 1087, 3682, 672, 123, 1439, 2422, 417, 1922],
+    [341, 145, 134, 1224, 151, 277, 387, 489, 35, 31, 188, 93, 164, 77, 20, 284, 247, 1904, 194, 34, 282, 443, 72, 364],
+    [17, 15, 16, 107, 15, 29, 40, 76, 3, 3, 26, 17, 10, 4, 4, 15, 13, 166, 56, 0, 4, 21, 1, 29],
+    [151, 30, 113, 493, 53, 61, 315, 142, 28, 35, 50, 103, 36, 71, 9, 64, 78, 425, 398, 9, 65, 221, 43, 247],
+    [29, 26, 17, 158, 23, 42, 70, 69, 5, 8, 28, 37, 9, 9, 0, 21, 20, 258, 72, 1, 15, 49, 14, 41],
+]  # fmt: skip
 MAX_EVENTS = 10
 MAX_SENTENCES = 541
 MIN_SENTENCES = 4
@@ -143,19 +173,11 @@ class SyntheticParams:
     order_signal_within: float = 0.12  # as order_signal, both events in a single-modality PE's modality
     order_decoy_within: float = 0.07  # as order_decoy, single-modality PEs
     family_affinity: float = 25.0  # multi-item PEs: weight of same-family items relative to other items
-    bundle_affinity: float = 4.0  # multi-item PEs: weight of another base product (house + car + contents)
+    bundle_affinity: float = 10.0  # multi-item PEs: weight of another base product (house + car + contents)
     base_ownership: float = 0.3  # P(a user owns a base product before the first PE): shapes the post-filter
     # Popular's per-subset HR@3 / MAP@3 on the release (0.52 / 0.43 / 0.51) come from who buys what; these
     # tilts set which items are primary (what events reveal) per PE type, basket size and split.
-    primary_popularity: float = 1.5  # P(item is some PE's primary) ∝ share^this (1: as often as bought)
-    popular_tilt_conversations: float = 0.55  # primary ∝ its column total × share^tilt: conversations-only
-    popular_tilt_sessions: float = 0.0  # same, sessions-only PEs
-    popular_tilt_intersection: float = 0.35  # same, PEs with both modalities
-    popular_tilt_single: float = 3.0  # added to the tilt for single-item PEs (base products bought alone)
-    popular_tilt_test: float = -0.35  # added for test PEs: the product mix drifts (the split is by time)
-    basket_tilt_conversations: float = 0.1  # basket size k ∝ exp(-tilt (k-1)) × the release's size counts
-    basket_tilt_sessions: float = -0.2
-    basket_tilt_intersection: float = 0.45
+    primary_popularity: float = 1.25  # P(item is a basket's primary) ∝ remaining share^this (1: as bought)
     # The release's conversations-only PEs hold 1.28 calls on average (19 % more than one), its intersection PEs
     # end with a call 57 % of the time: where the calls sit decides what a sequence model can read from them.
     call_only_brevity: float = 1.0  # conversations-only PEs drawn ∝ events^-this (2 gave 1.12 calls, 9 % > 1)
@@ -340,33 +362,43 @@ def build(scale: float = 1.0, seed: int = 0, params: SyntheticParams | None = No
     # Popular's per-subset scores on the small test subsets (883 conversations-only PEs at scale 1) do not
     # swing by a sampling error larger than the calibration target's tolerance.
     stratum = is_test * 3 + pe_type - 1
-    size_tilt = np.array([params.basket_tilt_conversations, params.basket_tilt_sessions,
-                          params.basket_tilt_intersection] * 2)  # fmt: skip
+    # Basket sizes as the release has them in each stratum (exact at scale 1, proportional below): they decide
+    # how much of MAP@3 a model can earn beside HR@3, since AP@3 needs every item of a basket in the top 3.
     n_items_pe = 1 + _stratified(
-        rng, stratum, apportion(stats["items_per_pe"], n_pe), np.exp(-np.outer(size_tilt, np.arange(10)))
+        rng,
+        stratum,
+        apportion(stats["items_per_pe"], n_pe),
+        np.asarray(RELEASE_ITEMS_PER_PE_BY_STRATUM, dtype=np.float64),
     )
     quota = apportion(stats["purchases_per_item"], int(n_items_pe.sum()))
-    share = quota / quota.sum()
-    # Single-item PEs lean further to the popular (base) products than bundles do: strata (split x type x
-    # single-item), the tilt's exponent grows by popular_tilt_single for single-item PEs.
-    popular_tilt = np.array([params.popular_tilt_conversations, params.popular_tilt_sessions,
-                             params.popular_tilt_intersection] * 2)  # fmt: skip
-    popular_tilt[3:] += params.popular_tilt_test
-    popular_tilt = np.stack([popular_tilt, popular_tilt + params.popular_tilt_single], axis=1).ravel()
-    # Popular products are more often what a PE is about (its primary item) than an add-on to a basket.
-    primary_totals = _apportion_capped(share**params.primary_popularity, n_pe, quota)
-    primary = _stratified(
-        rng,
-        stratum * 2 + (n_items_pe == 1),
-        primary_totals,
-        share[None, :] ** popular_tilt[:, None],
+    # Who buys what, per stratum, as released: a single-item PE's item follows the release's single-item counts
+    # of its stratum (exact at scale 1), a basket's primary item the stratum's other purchases. The test split's
+    # product mix differs from training's (it is the latest 10 %), and Popular's per-subset scores follow from it.
+    single = n_items_pe == 1
+    single_release = np.asarray(RELEASE_SINGLE_ITEM_BY_STRATUM, dtype=np.float64)
+    single_totals = _apportion_capped(single_release.sum(axis=0), int(single.sum()), quota)
+    primary = np.empty(n_pe, dtype=np.int64)
+    primary[single] = _stratified(rng, stratum[single], single_totals, single_release)
+    basket_quota = quota - single_totals
+    basket_release = np.asarray(RELEASE_PURCHASES_BY_STRATUM, dtype=np.float64) - single_release
+    basket_share = basket_quota / max(basket_quota.sum(), 1)
+    # Popular products are more often what a basket is about (its primary item) than an add-on to it.
+    basket_totals = _apportion_capped(
+        basket_share**params.primary_popularity, int((~single).sum()), basket_quota
     )
+    primary[~single] = _stratified(rng, stratum[~single], basket_totals, basket_release)
     quota = (quota - np.bincount(primary, minlength=vocab.NUM_ITEMS)).tolist()
     family = np.where(concepts.is_base, np.arange(vocab.NUM_ITEMS), concepts.base_of_item)
     affinity = np.where(family[:, None] == family[None, :], params.family_affinity, 1.0)
     affinity[np.ix_(concepts.is_base, concepts.is_base)] = params.bundle_affinity  # house + car + contents
     np.fill_diagonal(affinity, 0.0)
     affinity_rows = affinity.tolist()
+    # Add-ons lean to what the stratum's baskets hold in the release (its share of an item over the item's share
+    # overall), so a test basket looks like a released test basket; the remaining quota keeps totals exact.
+    basket_mix = basket_release / np.maximum(basket_release.sum(axis=1, keepdims=True), 1)
+    overall_mix = basket_release.sum(axis=0) / basket_release.sum()
+    lean_rows = (basket_mix / np.maximum(overall_mix, 1e-12)).tolist()
+    stratum_list = stratum.tolist()
     purchased = np.zeros((n_pe, vocab.NUM_ITEMS), dtype=bool)
     quota_violations = 0
     # Further items of a basket are drawn ∝ remaining quota × family affinity. Big baskets go first, while
@@ -380,8 +412,9 @@ def build(scale: float = 1.0, seed: int = 0, params: SyntheticParams | None = No
         first = primary_list[pe]
         chosen = [first]
         row = affinity_rows[first]
+        lean = lean_rows[stratum_list[pe]]
         for _ in range(n_items_list[pe] - 1):
-            weights = [0.0 if j in chosen else quota[j] * row[j] for j in all_items]
+            weights = [0.0 if j in chosen else quota[j] * row[j] * lean[j] for j in all_items]
             total = sum(weights)
             if total <= 0:  # no quota left among allowed items: exceed a quota rather than fail
                 quota_violations += 1

