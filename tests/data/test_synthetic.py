@@ -289,8 +289,9 @@ def test_planted_signal_is_visible_in_both_modalities():
     """Sessions and conversations of a PE name its purchased items far more often than chance."""
     data = synthetic.build(0.02, seed=1)
     info = data.info["counts"]
-    assert info["informative_sessions"] > 0.3 * info["unique_sessions"]
-    assert info["informative_conversations"] > 0.3 * info["unique_conversations"]
+    # session_signal 0.38 (0.25 in PEs with calls) and conversation_signal 0.4, both decaying with age
+    assert info["informative_sessions"] > 0.2 * info["unique_sessions"]
+    assert info["informative_conversations"] > 0.2 * info["unique_conversations"]
     assert info["order_signal_pes"] > 0 and info["order_decoy_pes"] > 0
     assert info["order_signal_within_pes"] > 0 and info["order_decoy_within_pes"] > 0
     users = data.users.to_pandas()
