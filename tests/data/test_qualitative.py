@@ -11,9 +11,10 @@ generator that breaks one of them fails here. Scale 0.1 without text (D = 64), s
   0.623 vs 0.646 on the current generator): it needs the text and more PEs; at scale 1 with MiniLM it is first on
   the union and ahead of Late Fusion most on the intersection (docs/calibration.md, third pass).
 
-Not asserted: Latent Feature or Relative Representation best on the union (Keyword is here; at scale 1 with
-text Latent Feature is, level with Keyword: docs/calibration.md); "joint models gain most over Late Fusion on the intersection" — the paper's own Table 3 has
-Latent Feature's largest gain over Late Fusion on conversations-only (+0.05 HR@3; intersection +0.03).
+Not asserted: Latent Feature or Relative Representation best on the union (Keyword is here; at scale 1 with text
+Latent Feature is, level with Keyword: docs/calibration.md); "joint models gain most over Late Fusion on the
+intersection" — the paper's own Table 3 has Latent Feature's largest gain over Late Fusion on conversations-only
+(+0.05 HR@3; intersection +0.03).
 """
 
 from __future__ import annotations
