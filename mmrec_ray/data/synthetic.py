@@ -45,9 +45,9 @@ What is planted where (all strengths are fields of ``SyntheticParams``)
   the paper's Table 4. Only a model that sees event order can tell signal from decoy; how much shuffling hurts
   each model is left to the models (set all four to 0 for a benchmark where order carries nothing).
 * **Who buys what.** Basket sizes per stratum (split x PE type) are the release's own counts
-  (``RELEASE_ITEMS_PER_PE_BY_STRATUM``); primary items are apportioned per stratum x single-item, leaning by
-  ``popular_tilt_*`` / ``primary_popularity``, so Popular scores the release's per-subset HR@3 / MAP@3
-  (0.52 / 0.43 / 0.51) at scale 1. The test split (the latest 10 % of PE ids) gets the
+  (``RELEASE_ITEMS_PER_PE_BY_STRATUM``); a single-item PE's product follows the release's single-item counts of its
+  stratum, a basket's primary item the stratum's other purchases (leaning by ``primary_popularity``), so Popular
+  scores the release's per-subset HR@3 / MAP@3 (0.52 / 0.43 / 0.51) at scale 1. The test split (the latest 10 % of PE ids) gets the
   release's composition (883 / 4,064 / 1,294) and exactly 150 test PEs re-include a training PE's event.
 * **History.** A later PE of a user re-includes the most recent events of the user's previous PE (the release's
   behaviour); those events were generated from the earlier need, so they are mostly noise for the later PE.
@@ -179,8 +179,8 @@ class SyntheticParams:
     family_affinity: float = 25.0  # multi-item PEs: weight of same-family items relative to other items
     bundle_affinity: float = 10.0  # multi-item PEs: weight of another base product (house + car + contents)
     base_ownership: float = 0.3  # P(a user owns a base product before the first PE): shapes the post-filter
-    # Popular's per-subset HR@3 / MAP@3 on the release (0.52 / 0.43 / 0.51) come from who buys what; these
-    # tilts set which items are primary (what events reveal) per PE type, basket size and split.
+    # Who buys what per stratum comes from the release's counts (RELEASE_*_BY_STRATUM); this only leans a basket's
+    # primary item (what events reveal) within them.
     primary_popularity: float = 1.25  # P(item is a basket's primary) ∝ remaining share^this (1: as bought)
     # The release's conversations-only PEs hold 1.28 calls on average (19 % more than one), its intersection PEs
     # end with a call 57 % of the time: where the calls sit decides what a sequence model can read from them.

@@ -20,9 +20,8 @@ from mmrec_ray.data.prepare import prepare
 from mmrec_ray.data.synthetic_files import generate
 from mmrec_ray.data.tensors import PreparedData
 
-PARTS = (
-    8  # 11,246 sentences at scale 0.01, seed 3, 1,600 a part (the fixture re-counts after a generator change)
-)
+# 11,246 sentences at scale 0.01, seed 3, 1,600 a part (the fixture re-counts after a generator change)
+PARTS = 8
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,6 @@ def test_keyword_beats_conversation_on_conversations_only(hit_rates):
     assert hit_rates["keyword"]["conversations_only"] > hit_rates["conversation"]["conversations_only"] + 0.05
 
 
-def test_joint_models_beat_late_fusion_where_the_modalities_meet(hit_rates):
+def test_keyword_beats_late_fusion_on_the_union_and_the_intersection(hit_rates):
     for subset in ("union", "intersection"):
         assert hit_rates["keyword"][subset] > hit_rates["late_fusion"][subset], (subset, hit_rates)
