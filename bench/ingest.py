@@ -51,6 +51,25 @@ def _cpu_rate(function, size: int) -> tuple[float, float]:
     return size / 1e6 / max(cpu, 1e-9), size / 1e6 / max(wall, 1e-9)  # a tiny test sample can take 0 ticks
 
 
+def _drain(part: Path, reader: str) -> None:
+    from mmrec_ray.data.embedding_csv import DEFAULT_CHUNK_BYTES, iter_embedding_chunks
+
+    for _ in iter_embedding_chunks([part], DEFAULT_CHUNK_BYTES, use_threads=False, reader=reader):
+        pass
+
+
+def warm_kernel(part: Path) -> float:
+    """CPU seconds of what a fresh process pays once before the kernel runs (numba import, loading the cached
+    machine code, or compiling it on the very first run), so per-core rates are steady-state rates."""
+    started = time.process_time()
+    head = part.with_name("_warm_" + part.name)
+    with open(part, "rb") as source:
+        head.write_bytes(source.readline() + source.readline())
+    _drain(head, "auto")
+    head.unlink()
+    return time.process_time() - started
+
+
 def parsers(part: Path, scratch: Path, size: int) -> dict:
     """MB of CSV per CPU-second of each available parser, one thread, on the first ``size`` bytes of ``part``
     (cut at a line end): which parser is the limit for this format. polars is measured when it is importable
@@ -85,6 +104,11 @@ def parsers(part: Path, scratch: Path, size: int) -> dict:
         )[0],
         "pandas.read_csv": _cpu_rate(lambda: pd.read_csv(sample), size)[0],
     }
+    warm_kernel(sample)
+    for reader, name in (("auto", "ours: compiled kernel"), ("arrow", "ours: pyarrow reader")):
+        rates[f"{name} (iter_embedding_chunks, parse + checks)"] = _cpu_rate(
+            lambda reader=reader: _drain(sample, reader), size
+        )[0]
     try:
         os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is imported
         import polars as pl
@@ -130,13 +154,17 @@ def per_core(part: Path, scratch: Path) -> dict:
     )
     rates["pandas"] = _cpu_rate(lambda: pd.concat([pd.read_csv(part)], ignore_index=True), size)
 
-    def ours() -> None:
+    def ours(reader: str) -> None:
         out = scratch / "per_core"
         shutil.rmtree(out, ignore_errors=True)
-        convert_part(PartJob(1, str(part), str(out), dim, DEFAULT_CHUNK_BYTES, threads=False))
+        convert_part(PartJob(1, str(part), str(out), dim, DEFAULT_CHUNK_BYTES, threads=False, reader=reader))
 
-    rates["ours"] = _cpu_rate(ours, size)
-    return {k: {"mb_per_cpu_s": v[0], "mb_per_s": v[1]} for k, v in rates.items()}
+    warm_s = warm_kernel(part)
+    rates["ours"] = _cpu_rate(lambda: ours("auto"), size)
+    rates["ours_arrow_reader"] = _cpu_rate(lambda: ours("arrow"), size)
+    result = {k: {"mb_per_cpu_s": v[0], "mb_per_s": v[1]} for k, v in rates.items()}
+    result["kernel_warm_up_cpu_s"] = warm_s
+    return result
 
 
 def workers(parts: list[Path], scratch: Path) -> dict:
@@ -274,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pyarrow", "pyarrow.csv.read_csv (parse only, types inferred)"),
         ("pyarrow_typed", "pyarrow.csv.read_csv (parse only, float32 declared, same blocks)"),
         ("pandas", "pandas.read_csv+concat"),
+        ("ours_arrow_reader", "convert_part with pyarrow's reader (reader=arrow)"),
     ):
         rows.append(
             make_row(

@@ -137,27 +137,137 @@ def iter_embedding_chunks(
     dim: int | None = None,
     *,
     use_threads: bool = True,
+    reader: str = "auto",
 ) -> Iterator[EmbeddingChunk]:
     """Stream every part in blocks of about ``chunk_bytes``; each block is validated before it is yielded.
 
     Only one block is in memory at a time. A non-numeric, empty, NaN or infinite cell raises a DataError with
     the part's file name, the spreadsheet row and the column.
+
+    ``reader``: ``auto`` reads a part whose header is the canonical column order with the compiled kernel
+    (``embedding_kernel``, ~4x faster per core) and hands over to pyarrow's reader at the first row outside the
+    kernel's subset; ``arrow`` always uses pyarrow's reader. Both give the same chunks and the same errors.
     """
+    if reader not in ("auto", "arrow"):
+        raise ValueError(f"reader must be 'auto' or 'arrow', not {reader!r}")
     for path in parts:
         header, columns = embedding_columns(path)
         if dim is not None and len(columns) != dim:
             raise DataError(
                 path, f"{len(columns)} embedding columns, expected {dim} like the other parts", row=1
             )
-        # Ids as strings, parsed exactly below: through float64 a large conversation id changes.
-        column_types = {name: pa.string() for name in EMBEDDING_KEY_COLUMNS}
-        column_types.update({c: pa.float32() for c in columns})
+        if reader == "auto" and header == [*EMBEDDING_KEY_COLUMNS, *columns]:
+            yield from _kernel_chunks(path, header, columns, chunk_bytes, use_threads)
+        else:
+            yield from _arrow_chunks(path, header, columns, chunk_bytes, use_threads)
+
+
+def _kernel_chunks(
+    path: Path, header: list[str], columns: list[str], chunk_bytes: int, use_threads: bool
+) -> Iterator[EmbeddingChunk]:
+    """The compiled kernel over blocks cut at line ends; the rest of the part goes to pyarrow's reader from the
+    first block the kernel stops in (an unusual or bad row), so results and messages are the general reader's."""
+    from mmrec_ray.data import embedding_kernel as kernel
+
+    dim = len(columns)
+    block_bytes = max(int(chunk_bytes), 1024)
+    # A row is at least two bytes a value: an upper bound on the rows of a block, without counting lines.
+    bytes_per_row = 2 * dim
+    buffer = bytearray(2 * block_bytes + kernel.PADDING)  # one buffer for the part: no copy per block
+    with open(path, "rb") as source:
+        source.readline()  # the header, already checked
+        offset = source.tell()  # of the block's first row in the file
+        row = FIRST_DATA_ROW
+        filled = 0  # bytes in the buffer: the unparsed tail of the last block, then the new read
+        at_end = False
+        while not at_end:
+            if filled + block_bytes + kernel.PADDING > len(buffer):  # a row longer than the block
+                buffer.extend(bytes(filled + block_bytes + kernel.PADDING - len(buffer)))
+            with memoryview(buffer) as view:
+                read = source.readinto(view[filled : filled + block_bytes])
+            filled += read
+            at_end = read == 0
+            if at_end:
+                if filled == 0:
+                    return
+                if buffer[filled - 1] != 10:  # the last line may lack its newline
+                    buffer[filled] = 10
+                    filled += 1
+                end = filled
+            else:
+                end = buffer.rfind(b"\n", 0, filled) + 1
+                if end == 0:
+                    continue
+            buffer[filled : filled + kernel.PADDING] = bytes(kernel.PADDING)
+            data = np.frombuffer(buffer, dtype=np.uint8)
+            capacity = end // bytes_per_row + 1
+            ids = np.empty((capacity, 2), dtype=np.int64)
+            spans = np.empty((capacity, 2), dtype=np.int64)
+            matrix = np.empty((capacity, dim), dtype=np.float32)
+            inexact = np.empty((64 + capacity, 4), dtype=np.int64)
+            status, rows, _, inexact_count = kernel.parse_block(
+                data, end, dim, ids, spans, matrix, inexact, kernel.POWERS_OF_TEN
+            )
+            if status != kernel.OK:
+                del data
+                yield from _arrow_chunks(
+                    path, header, columns, chunk_bytes, use_threads, start_offset=offset, first_row=row
+                )
+                return
+            for r, k, start, stop in inexact[:inexact_count]:
+                matrix[r, k] = kernel.exact_float32(bytes(buffer[start:stop]))
+            chunk = EmbeddingChunk(
+                path=path,
+                first_row=row,
+                conversation_id=ids[:rows, 0].copy(),
+                sentence_number=ids[:rows, 1].copy(),
+                sentence_speaker=_speaker_array(data, spans[:rows]),
+                embedding=matrix[:rows].copy(),  # not a view of a block-bound allocation
+            )
+            del data  # the buffer is resized only with no view on it
+            yield chunk
+            row += rows
+            offset += end
+            buffer[: filled - end] = buffer[end:filled]
+            filled -= end
+
+
+def _speaker_array(source: np.ndarray, spans: np.ndarray) -> pa.Array:
+    """The speaker cells (byte spans of ``source``, ASCII) as one Arrow string array."""
+    lengths = spans[:, 1] - spans[:, 0]
+    offsets = np.zeros(len(spans) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    gather = np.repeat(spans[:, 0] - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return pa.StringArray.from_buffers(
+        len(spans), pa.py_buffer(offsets), pa.py_buffer(source[gather].tobytes())
+    )
+
+
+def _arrow_chunks(
+    path: Path,
+    header: list[str],
+    columns: list[str],
+    chunk_bytes: int,
+    use_threads: bool,
+    *,
+    start_offset: int | None = None,
+    first_row: int = FIRST_DATA_ROW,
+) -> Iterator[EmbeddingChunk]:
+    """pyarrow's streaming reader over the part, or over its rows from byte ``start_offset`` (a row start)."""
+    # Ids as strings, parsed exactly below: through float64 a large conversation id changes.
+    column_types = {name: pa.string() for name in EMBEDDING_KEY_COLUMNS}
+    column_types.update({c: pa.float32() for c in columns})
+    source = path
+    if start_offset is not None:
+        source = open(path, "rb")  # noqa: SIM115 - closed below, after the reader is done with it
+        source.seek(start_offset)
+    try:
         try:
             reader = pacsv.open_csv(
-                path,
+                source,
                 read_options=pacsv.ReadOptions(
                     column_names=header,
-                    skip_rows=1,
+                    skip_rows=1 if start_offset is None else 0,
                     block_size=max(int(chunk_bytes), 1024),
                     use_threads=use_threads,
                 ),
@@ -172,7 +282,7 @@ def iter_embedding_chunks(
             )
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise _locate_bad_embedding_cell(path, header, columns, str(exc)) from None
-        row = FIRST_DATA_ROW
+        row = first_row
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -212,3 +322,6 @@ def iter_embedding_chunks(
                 embedding=matrix,
             )
             row += n
+    finally:
+        if start_offset is not None:
+            source.close()

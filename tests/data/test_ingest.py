@@ -75,6 +75,20 @@ def test_sums_match_a_direct_mean(folder: Path, tmp_path: Path):
     assert acc.counts[5] == len(mine)
 
 
+def test_rows_in_conversation_order_sum_as_rows_in_any_order():
+    """The fold's shortcut for a part listing its conversations in order gives what the sorting path gives."""
+    rng = np.random.default_rng(0)
+    owner = np.sort(rng.integers(0, 40, 500))
+    values = rng.standard_normal((500, 7)).astype(np.float32)
+    shuffled = rng.permutation(500)
+    in_order = ingest._sum_by_owner(owner, values)
+    any_order = ingest._sum_by_owner(owner[shuffled], values[shuffled])
+    assert np.array_equal(in_order[0], any_order[0]) and np.array_equal(in_order[2], any_order[2])
+    np.testing.assert_allclose(in_order[1], any_order[1], rtol=0, atol=1e-12)
+    direct = values[owner == in_order[0][3]].astype(np.float64).sum(axis=0)
+    np.testing.assert_allclose(in_order[1][3], direct, rtol=0, atol=1e-12)
+
+
 def test_a_crash_resumes_with_only_the_missing_parts(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
     crash_after = 3
