@@ -206,7 +206,7 @@ def _kernel_chunks(
             matrix = np.empty((capacity, dim), dtype=np.float32)
             inexact = np.empty((64 + capacity, 4), dtype=np.int64)
             status, rows, _, inexact_count = kernel.parse_block(
-                data, end, dim, ids, spans, matrix, inexact, kernel.POWERS_OF_TEN
+                data, end, dim, ids, spans, matrix, inexact, kernel.SCALES
             )
             if status != kernel.OK:
                 del data

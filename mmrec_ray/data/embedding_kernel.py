@@ -13,7 +13,8 @@ the general reader, which accepts it or reports the bad cell with file, row and 
 changes speed only, never results or messages.
 
 Exactness: a value's significant digits (up to 19, more than the 17 any float64 text has) are read exactly as an
-integer, then scaled in float64 (two roundings) and rounded to float32. That last rounding can only differ from
+integer, then scaled in float64 by a correctly rounded power of ten (three roundings, within 1.5 units in the
+last place) and rounded to float32. That last rounding can only differ from
 the correctly rounded one when the float64 value lies within a few float64 units of a float32 halfway point; such
 values are reported back and rounded exactly from their text (``exact_float32``). The release's numbers are
 float32 values printed as float64, never near a halfway point, so that path is for foreign files.
@@ -34,6 +35,11 @@ MAX_ID_DIGITS = 18  # always fits int64; longer ids go to the general reader, wh
 MAX_SIGNIFICANT_DIGITS = 19  # fits uint64 exactly
 # A float64 value this many units (of its last place) from a float32 halfway point is rounded exactly instead.
 HALFWAY_MARGIN = 8
+SCALE_RANGE = 340  # decimal exponents with a table entry; past it a value is 0 or beyond float32 anyway
+# 10**k for k in -SCALE_RANGE..SCALE_RANGE, each the float64 nearest to the exact power (inf past float64's range)
+SCALES = np.array(
+    [float(Fraction(10) ** k) if k <= 308 else np.inf for k in range(-SCALE_RANGE, SCALE_RANGE + 1)]
+)
 
 # Statuses of parse_block.
 OK, STOPPED, TOO_MANY_INEXACT = 0, 1, 2
@@ -86,7 +92,7 @@ def _is_digit(byte):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def parse_block(data, end, dim, ids, speaker_span, out, inexact, powers):  # noqa: C901 - one hot loop, by design
+def parse_block(data, end, dim, ids, speaker_span, out, inexact, scales):  # noqa: C901 - one hot loop, by design
     """Parse whole rows of ``data[:end]`` (``data`` has PADDING zero bytes after ``end``; ``end`` is just past
     a newline).
 
@@ -197,14 +203,14 @@ def parse_block(data, end, dim, ids, speaker_span, out, inexact, powers):  # noq
                 if exponent_digits == 0 or exponent_digits > 4:
                     return STOPPED, rows, row_start, inexact_count
                 exponent += -written if exponent_negative else written
-            value = float(mantissa)
-            if exponent < 0:
-                if exponent >= -22:
-                    value = value / powers[-exponent]  # 10**k is exact for k <= 22: one rounding
-                else:
-                    value = value / powers[22] / 10.0 ** (-exponent - 22)
-            elif exponent > 0:
-                value = value * 10.0**exponent
+            if mantissa == 0:
+                value = 0.0
+            elif exponent < -SCALE_RANGE:
+                value = 0.0  # far below float32's least value; rounded exactly below
+            elif exponent > SCALE_RANGE:
+                return STOPPED, rows, row_start, inexact_count
+            else:  # within ~1.5 units in the last place: the halfway test below covers that
+                value = float(mantissa) * scales[exponent + SCALE_RANGE]
             single = np.float32(value)
             if np.isinf(single):  # past float32's range: the general reader decides what that is
                 return STOPPED, rows, row_start, inexact_count
@@ -212,7 +218,6 @@ def parse_block(data, end, dim, ids, speaker_span, out, inexact, powers):  # noq
             if mantissa != 0 and (
                 abs(np.int64(below_part) - np.int64(0x10000000)) <= HALFWAY_MARGIN
                 or value < 1.1754943508222875e-38  # float32 subnormal: fewer bits kept
-                or exponent < -22
                 or significant >= MAX_SIGNIFICANT_DIGITS
             ):
                 if inexact_count == inexact.shape[0]:
@@ -234,9 +239,6 @@ def parse_block(data, end, dim, ids, speaker_span, out, inexact, powers):  # noq
         position = i + 1
         rows += 1
     return OK, rows, position, inexact_count
-
-
-POWERS_OF_TEN = np.array([10.0**k for k in range(23)])
 
 
 def exact_float32(text: bytes) -> np.float32:
