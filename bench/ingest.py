@@ -123,7 +123,29 @@ def parsers(part: Path, scratch: Path, size: int) -> dict:
     return rates
 
 
-def per_core(part: Path, scratch: Path) -> dict:
+def _pandas_version() -> str:
+    import pandas
+
+    return pandas.__version__
+
+
+def _reference_pandas_rate(python: str, part: Path, size: int) -> tuple[float, float]:
+    """``pandas.read_csv`` + ``pd.concat`` of ``part`` by another interpreter: the reference scripts' own
+    environment (pandas 1.5.3, numpy 1.23.5), whose pandas parses on one thread where today's uses two."""
+    code = (
+        "import sys, time, pandas as pd; c, w = time.process_time(), time.perf_counter(); "
+        "pd.concat([pd.read_csv(sys.argv[1])], ignore_index=True); "
+        "print(time.process_time() - c, time.perf_counter() - w, pd.__version__)"
+    )
+    out = subprocess.run(
+        [python, "-c", code, str(part)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    cpu, wall = float(out[0]), float(out[1])
+    print(f"reference pandas {out[2]}: {size / 1e6 / cpu:.0f} MB/cpu-s", flush=True)
+    return size / 1e6 / cpu, size / 1e6 / wall
+
+
+def per_core(part: Path, scratch: Path, reference_python: str | None = None) -> dict:
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -153,6 +175,8 @@ def per_core(part: Path, scratch: Path) -> dict:
         size,
     )
     rates["pandas"] = _cpu_rate(lambda: pd.concat([pd.read_csv(part)], ignore_index=True), size)
+    if reference_python:
+        rates["pandas_reference"] = _reference_pandas_rate(reference_python, part, size)
 
     def ours(reader: str) -> None:
         out = scratch / "per_core"
@@ -275,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scratch", type=Path, default=None, help="where outputs go (default: a temp folder)"
     )
+    parser.add_argument(
+        "--reference-python",
+        default=None,
+        metavar="PYTHON",
+        help="an interpreter with the reference scripts' pandas (1.5.3): adds its read_csv+concat as a baseline",
+    )
     parser.add_argument("--results", type=Path, default=None, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
 
@@ -296,14 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     device, command = _device(), this_command()
     rows = []
 
-    rates = per_core(parts[0], scratch)
+    rates = per_core(parts[0], scratch, args.reference_python)
     print(json.dumps(rates), flush=True)
     for baseline, label in (
         ("pyarrow", "pyarrow.csv.read_csv (parse only, types inferred)"),
         ("pyarrow_typed", "pyarrow.csv.read_csv (parse only, float32 declared, same blocks)"),
-        ("pandas", "pandas.read_csv+concat"),
+        ("pandas", f"pandas {_pandas_version()} read_csv+concat (this environment)"),
         ("ours_arrow_reader", "convert_part with pyarrow's reader (reader=arrow)"),
+        ("pandas_reference", "pandas 1.5.3 read_csv+concat (the reference scripts' environment)"),
     ):
+        if baseline not in rates:
+            continue
         rows.append(
             make_row(
                 "ingest: one part per core, convert_part",
