@@ -1,8 +1,9 @@
 """The embedding CSV parts of the released format (``data_conversations_embedding/*.csv``), one part at a time.
 
 A part has ``conversation_id, sentence_number, sentence_speaker, embedding_1 .. embedding_D``; the release's are
-about 1.96 GB each (107 of them). ``iter_embedding_chunks`` streams a part block by block with
-``pyarrow.csv.open_csv`` and validates each block as it goes (exact integer ids, finite numbers), so memory holds
+about 1.96 GB each (107 of them). ``iter_embedding_chunks`` streams a part block by block — with the compiled
+reader (``embedding_kernel``) while rows have the release's plain shape, with ``pyarrow.csv.open_csv`` from the
+first row that does not — and validates each block as it goes (exact integer ids, finite numbers), so memory holds
 one block, never a part. Running many parts at once is ``ingest``'s job.
 """
 
