@@ -9,8 +9,10 @@ one block, never a part. Running many parts at once is ``ingest``'s job.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,10 +159,21 @@ def iter_embedding_chunks(
             raise DataError(
                 path, f"{len(columns)} embedding columns, expected {dim} like the other parts", row=1
             )
-        if reader == "auto" and header == [*EMBEDDING_KEY_COLUMNS, *columns]:
+        if reader == "auto" and header == [*EMBEDDING_KEY_COLUMNS, *columns] and _kernel_available():
             yield from _kernel_chunks(path, header, columns, chunk_bytes, use_threads)
         else:
             yield from _arrow_chunks(path, header, columns, chunk_bytes, use_threads)
+
+
+@functools.cache
+def _kernel_available() -> bool:
+    """numba is a dependency, but a platform without its wheels still reads parts, with pyarrow's reader."""
+    try:
+        from mmrec_ray.data import embedding_kernel  # noqa: F401
+    except ImportError as error:
+        warnings.warn(f"embedding CSVs are read without the compiled reader ({error})", stacklevel=3)
+        return False
+    return True
 
 
 def _kernel_chunks(

@@ -220,3 +220,21 @@ def test_a_header_in_another_order_uses_the_general_reader(tmp_path: Path, monke
     monkeypatch.setattr(embedding_csv, "_arrow_chunks", lambda *a, **k: called.append(1) or original(*a, **k))
     (chunk,) = iter_embedding_chunks([part])
     assert called and chunk.conversation_id.tolist() == [7] and chunk.sentence_number.tolist() == [1]
+
+
+def test_without_numba_parts_are_read_by_pyarrow(tmp_path: Path, monkeypatch):
+    import sys
+
+    import mmrec_ray.data
+
+    rng = np.random.default_rng(4)
+    parts = write_part(tmp_path, rows_of([repr(float(v)) for v in rng.standard_normal(DIM * 20)]))
+    expected = read(parts, "arrow")
+    monkeypatch.delattr(mmrec_ray.data, "embedding_kernel", raising=False)
+    monkeypatch.setitem(sys.modules, "mmrec_ray.data.embedding_kernel", None)  # its import fails
+    embedding_csv._kernel_available.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="without the compiled reader"):
+            assert_same(read(parts, "auto"), expected)
+    finally:
+        embedding_csv._kernel_available.cache_clear()
