@@ -35,8 +35,8 @@ def test_scale_one_test_split_is_the_releases(scale_one):
 
 
 def test_scale_one_popular_matches_the_real_purchases(scale_one):
-    # Seeds 0-4 all land within 0.006 (docs/calibration.md); the per-stratum apportioning keeps the sampling
-    # error of the 883 conversations-only test PEs below the 0.01 tolerance.
+    # Seeds 0 (every run's data seed) and 3 land within 0.01; since the third pass drew baskets per stratum from
+    # the release's counts, seeds 1, 2 and 4 reach 0.014-0.016 on two cells (docs/calibration.md, third pass).
     measured = popular_by_subset(scale_one)
     for subset, (hr, ap) in RELEASE_POPULAR.items():
         assert abs(measured[subset][0] - hr) <= 0.01, (subset, measured[subset])
