@@ -92,16 +92,22 @@ def _is_digit(byte):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def parse_block(data, end, dim, ids, speaker_span, out, inexact, scales):  # noqa: C901 - one hot loop, by design
+def parse_block(  # noqa: C901 - one hot loop, by design
+    data, end, dim, ids, speaker_span, out, inexact, scales, run_owner, run_sums, run_rows, run_count
+):
     """Parse whole rows of ``data[:end]`` (``data`` has PADDING zero bytes after ``end``; ``end`` is just past
     a newline).
 
     Writes row r's ids to ``ids[r]`` (conversation, sentence), its speaker's byte span to ``speaker_span[r]``,
     its values to ``out[r]``, and (row, column, start, stop) of every value to round exactly to ``inexact``.
-    Returns (status, rows parsed, byte offset of the first unparsed row, inexact values).
+    Consecutive rows of one conversation form a run: run k's conversation is ``run_owner[k]``, its rows
+    ``run_rows[k]``, the float64 sum of their values ``run_sums[k]`` (added in row order, as ``np.add.reduceat``
+    adds); ``run_count[0]`` is the number of runs. Returns (status, rows parsed, byte offset of the first unparsed
+    row, inexact values).
     """
     position = 0
     rows = 0
+    run = -1
     inexact_count = 0
     capacity = out.shape[0]
     while position < end:
@@ -126,6 +132,11 @@ def parse_block(data, end, dim, ids, speaker_span, out, inexact, scales):  # noq
                 return STOPPED, rows, row_start, inexact_count
             ids[rows, k] = value
             i += 1
+        new_run = run < 0 or ids[rows, 0] != run_owner[run]
+        if new_run:
+            run += 1
+            run_owner[run] = ids[rows, 0]
+            run_rows[run] = 0
         if data[i] == 34:  # quoted speaker: no inner quotes, no line breaks
             i += 1
             speaker_span[rows, 0] = i
@@ -227,7 +238,12 @@ def parse_block(data, end, dim, ids, speaker_span, out, inexact, scales):  # noq
                 inexact[inexact_count, 2] = value_start
                 inexact[inexact_count, 3] = i
                 inexact_count += 1
-            out[rows, d] = -single if negative else single
+            stored = -single if negative else single
+            out[rows, d] = stored
+            if new_run:
+                run_sums[run, d] = np.float64(stored)
+            else:
+                run_sums[run, d] += np.float64(stored)
             if d + 1 < dim:
                 if data[i] != 44:
                     return STOPPED, rows, row_start, inexact_count
@@ -237,7 +253,9 @@ def parse_block(data, end, dim, ids, speaker_span, out, inexact, scales):  # noq
         if data[i] != 10:
             return STOPPED, rows, row_start, inexact_count
         position = i + 1
+        run_rows[run] += 1
         rows += 1
+    run_count[0] = run + 1
     return OK, rows, position, inexact_count
 
 

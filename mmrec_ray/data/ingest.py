@@ -247,7 +247,10 @@ def convert_part(job: PartJob) -> dict:
             ):
                 keys_conv.append(chunk.conversation_id)
                 keys_sent.append(chunk.sentence_number)
-                unique, block_sums, block_counts = _sum_by_owner(chunk.conversation_id, chunk.embedding)
+                if chunk.conversation_sums is not None:  # added up while parsing
+                    unique, block_sums, block_counts = chunk.conversation_sums
+                else:
+                    unique, block_sums, block_counts = _sum_by_owner(chunk.conversation_id, chunk.embedding)
                 owners.append(unique)
                 sums.append(block_sums)
                 counts.append(block_counts)

@@ -238,3 +238,34 @@ def test_without_numba_parts_are_read_by_pyarrow(tmp_path: Path, monkeypatch):
             assert_same(read(parts, "auto"), expected)
     finally:
         embedding_csv._kernel_available.cache_clear()
+
+
+def test_a_converted_part_is_the_same_with_either_reader(tmp_path: Path):
+    """Parquet rows and per-conversation float64 sums bit for bit: the kernel adds each conversation's rows while
+    parsing, in the order ``np.add.reduceat`` adds them."""
+    import pyarrow.parquet as pq
+
+    from mmrec_ray.data.ingest import PartJob, convert_part
+
+    generate(
+        tmp_path / "d",
+        scale=0.005,
+        seed=5,
+        text=False,
+        embedding_dim=12,
+        rows_per_part=900,
+        float_text="release",
+    )
+    part = find_embedding_parts(tmp_path / "d")[0]
+    stored = {}
+    for reader in ("auto", "arrow"):
+        job = PartJob(1, str(part), str(tmp_path / reader), 12, 2048, threads=False, reader=reader)
+        convert_part(job)
+        with np.load(job.summary) as summary:
+            stored[reader] = {key: summary[key] for key in summary.files if key != "identity"}
+        stored[reader]["parquet"] = pq.read_table(job.parquet)
+    assert stored["auto"]["parquet"].equals(stored["arrow"]["parquet"])
+    for key in ("conversation_id", "counts", "sentence_conversation", "sentence_number"):
+        assert np.array_equal(stored["auto"][key], stored["arrow"][key]), key
+    assert stored["auto"]["sums"].tobytes() == stored["arrow"]["sums"].tobytes()
+    assert stored["auto"]["counts"].sum() == len(stored["auto"]["sentence_number"]) > 100
