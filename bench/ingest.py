@@ -4,7 +4,8 @@ format's limit and the reference code's reader, scaling in workers, and a full r
 Data: ``mmrec generate --no-text --embedding-dim 768 --float-text release`` (full float64 text, ~1.9 GB parts,
 as the release's 107 parts of 1.96 GB). Rows:
 
-1. per core, one part, one thread each, side by side in this process (MB of CSV per CPU-second):
+1. per core, one part, one thread each, side by side in this process (MB of CSV per CPU-second, best of
+   REPEATS runs each):
    ``convert_part`` (parse + validate + Parquet part + per-conversation sums) against
    (a) ``pyarrow.csv.read_csv`` alone with default types, (a') the same parse with the column types declared
    and convert_part's block size — the parse alone, the limit for a pyarrow reader — and
@@ -51,6 +52,16 @@ def _cpu_rate(function, size: int) -> tuple[float, float]:
     return size / 1e6 / max(cpu, 1e-9), size / 1e6 / max(wall, 1e-9)  # a tiny test sample can take 0 ticks
 
 
+REPEATS = (
+    2  # every per-core rate is the best of this many runs, ours and the baselines alike: the machine is noisy
+)
+
+
+def _best_rate(function, size: int) -> tuple[float, float]:
+    """The best (by CPU rate) of REPEATS ``_cpu_rate`` runs."""
+    return max((_cpu_rate(function, size) for _ in range(REPEATS)), key=lambda rate: rate[0])
+
+
 def _drain(part: Path, reader: str) -> None:
     from mmrec_ray.data.embedding_csv import DEFAULT_CHUNK_BYTES, iter_embedding_chunks
 
@@ -91,10 +102,10 @@ def parsers(part: Path, scratch: Path, size: int) -> dict:
     keys = header[: len(header) - len(columns)]
     declared = {name: pa.string() for name in keys} | {name: pa.float32() for name in columns}
     rates = {
-        "pyarrow, types inferred": _cpu_rate(
+        "pyarrow, types inferred": _best_rate(
             lambda: pacsv.read_csv(sample, read_options=pacsv.ReadOptions(use_threads=False)), size
         )[0],
-        "pyarrow, float32 declared, convert_part's blocks": _cpu_rate(
+        "pyarrow, float32 declared, convert_part's blocks": _best_rate(
             lambda: pacsv.read_csv(
                 sample,
                 read_options=pacsv.ReadOptions(use_threads=False, block_size=DEFAULT_CHUNK_BYTES),
@@ -102,11 +113,11 @@ def parsers(part: Path, scratch: Path, size: int) -> dict:
             ),
             size,
         )[0],
-        "pandas.read_csv": _cpu_rate(lambda: pd.read_csv(sample), size)[0],
+        "pandas.read_csv": _best_rate(lambda: pd.read_csv(sample), size)[0],
     }
     warm_kernel(sample)
     for reader, name in (("auto", "ours: compiled kernel"), ("arrow", "ours: pyarrow reader")):
-        rates[f"{name} (iter_embedding_chunks, parse + checks)"] = _cpu_rate(
+        rates[f"{name} (iter_embedding_chunks, parse + checks)"] = _best_rate(
             lambda reader=reader: _drain(sample, reader), size
         )[0]
     try:
@@ -114,7 +125,7 @@ def parsers(part: Path, scratch: Path, size: int) -> dict:
         import polars as pl
 
         schema = {name: pl.String for name in keys} | {name: pl.Float32 for name in columns}
-        rates[f"polars {pl.__version__} read_csv, schema given"] = _cpu_rate(
+        rates[f"polars {pl.__version__} read_csv, schema given"] = _best_rate(
             lambda: pl.read_csv(sample, schema=schema), size
         )[0]
     except ImportError:
@@ -137,9 +148,13 @@ def _reference_pandas_rate(python: str, part: Path, size: int) -> tuple[float, f
         "pd.concat([pd.read_csv(sys.argv[1])], ignore_index=True); "
         "print(time.process_time() - c, time.perf_counter() - w, pd.__version__)"
     )
-    out = subprocess.run(
-        [python, "-c", code, str(part)], capture_output=True, text=True, check=True
-    ).stdout.split()
+    runs = [
+        subprocess.run(
+            [python, "-c", code, str(part)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(REPEATS)
+    ]
+    out = min(runs, key=lambda run: float(run[0]))
     cpu, wall = float(out[0]), float(out[1])
     print(f"reference pandas {out[2]}: {size / 1e6 / cpu:.0f} MB/cpu-s", flush=True)
     return size / 1e6 / cpu, size / 1e6 / wall
@@ -158,7 +173,7 @@ def per_core(part: Path, scratch: Path, reference_python: str | None = None) -> 
     size = part.stat().st_size
     dim = len(embedding_columns(part)[1])
     rates = {}
-    rates["pyarrow"] = _cpu_rate(
+    rates["pyarrow"] = _best_rate(
         lambda: pacsv.read_csv(part, read_options=pacsv.ReadOptions(use_threads=False)), size
     )
     # The same parse configured as convert_part's reader: float32 columns declared, ids and speaker as strings,
@@ -166,7 +181,7 @@ def per_core(part: Path, scratch: Path, reference_python: str | None = None) -> 
     header, columns = embedding_columns(part)
     declared = {name: pa.string() for name in header[: len(header) - len(columns)]}
     declared.update({name: pa.float32() for name in columns})
-    rates["pyarrow_typed"] = _cpu_rate(
+    rates["pyarrow_typed"] = _best_rate(
         lambda: pacsv.read_csv(
             part,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=DEFAULT_CHUNK_BYTES),
@@ -174,7 +189,7 @@ def per_core(part: Path, scratch: Path, reference_python: str | None = None) -> 
         ),
         size,
     )
-    rates["pandas"] = _cpu_rate(lambda: pd.concat([pd.read_csv(part)], ignore_index=True), size)
+    rates["pandas"] = _best_rate(lambda: pd.concat([pd.read_csv(part)], ignore_index=True), size)
     if reference_python:
         rates["pandas_reference"] = _reference_pandas_rate(reference_python, part, size)
 
@@ -184,8 +199,8 @@ def per_core(part: Path, scratch: Path, reference_python: str | None = None) -> 
         convert_part(PartJob(1, str(part), str(out), dim, DEFAULT_CHUNK_BYTES, threads=False, reader=reader))
 
     warm_s = warm_kernel(part)
-    rates["ours"] = _cpu_rate(lambda: ours("auto"), size)
-    rates["ours_arrow_reader"] = _cpu_rate(lambda: ours("arrow"), size)
+    rates["ours"] = _best_rate(lambda: ours("auto"), size)
+    rates["ours_arrow_reader"] = _best_rate(lambda: ours("arrow"), size)
     result = {k: {"mb_per_cpu_s": v[0], "mb_per_s": v[1]} for k, v in rates.items()}
     result["kernel_warm_up_cpu_s"] = warm_s
     return result

@@ -152,7 +152,7 @@ def iter_embedding_chunks(
     the part's file name, the spreadsheet row and the column.
 
     ``reader``: ``auto`` reads a part whose header is the canonical column order with the compiled kernel
-    (``embedding_kernel``, ~4x faster per core) and hands over to pyarrow's reader at the first row outside the
+    (``embedding_kernel``, ~3x faster per core) and hands over to pyarrow's reader at the first row outside the
     kernel's subset; ``arrow`` always uses pyarrow's reader. Both give the same chunks and the same errors.
     """
     if reader not in ("auto", "arrow"):
