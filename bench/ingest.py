@@ -52,9 +52,8 @@ def _cpu_rate(function, size: int) -> tuple[float, float]:
     return size / 1e6 / max(cpu, 1e-9), size / 1e6 / max(wall, 1e-9)  # a tiny test sample can take 0 ticks
 
 
-REPEATS = (
-    2  # every per-core rate is the best of this many runs, ours and the baselines alike: the machine is noisy
-)
+# Every per-core rate is the best of this many runs, ours and the baselines alike: the machine is noisy.
+REPEATS = 2
 
 
 def _best_rate(function, size: int) -> tuple[float, float]:

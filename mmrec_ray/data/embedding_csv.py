@@ -229,7 +229,7 @@ def _kernel_chunks(
             run_sums = np.empty((capacity, dim), dtype=np.float64)
             run_rows = np.empty(capacity, dtype=np.int64)
             run_count = np.zeros(1, dtype=np.int64)
-            status, rows, _, inexact_count = kernel.parse_block(
+            status, rows, inexact_count = kernel.parse_block(
                 data,
                 end,
                 dim,

@@ -102,8 +102,8 @@ def parse_block(  # noqa: C901 - one hot loop, by design
     its values to ``out[r]``, and (row, column, start, stop) of every value to round exactly to ``inexact``.
     Consecutive rows of one conversation form a run: run k's conversation is ``run_owner[k]``, its rows
     ``run_rows[k]``, the float64 sum of their values ``run_sums[k]`` (added in row order, as ``np.add.reduceat``
-    adds); ``run_count[0]`` is the number of runs. Returns (status, rows parsed, byte offset of the first unparsed
-    row, inexact values).
+    adds); ``run_count[0]`` is the number of runs. Returns (status, rows parsed, inexact values); on a status other
+    than OK the caller re-reads the whole block with the general reader.
     """
     position = 0
     rows = 0
@@ -111,9 +111,8 @@ def parse_block(  # noqa: C901 - one hot loop, by design
     inexact_count = 0
     capacity = out.shape[0]
     while position < end:
-        row_start = position
         if rows == capacity:
-            return STOPPED, rows, row_start, inexact_count
+            return STOPPED, rows, inexact_count
         i = position
         for k in range(2):  # conversation_id, sentence_number
             value = 0
@@ -123,13 +122,13 @@ def parse_block(  # noqa: C901 - one hot loop, by design
                 i += 1
                 digits += 1
             if digits == 0 or digits > MAX_ID_DIGITS:
-                return STOPPED, rows, row_start, inexact_count
+                return STOPPED, rows, inexact_count
             if data[i] == 46:  # "3596.0": zeros only after the point
                 i += 1
                 while data[i] == 48:
                     i += 1
             if data[i] != 44:
-                return STOPPED, rows, row_start, inexact_count
+                return STOPPED, rows, inexact_count
             ids[rows, k] = value
             i += 1
         new_run = run < 0 or ids[rows, 0] != run_owner[run]
@@ -143,7 +142,7 @@ def parse_block(  # noqa: C901 - one hot loop, by design
             while i < end and data[i] != 34 and data[i] != 10 and data[i] < 128:
                 i += 1
             if i >= end or data[i] != 34:
-                return STOPPED, rows, row_start, inexact_count
+                return STOPPED, rows, inexact_count
             speaker_span[rows, 1] = i
             i += 1
         else:
@@ -152,7 +151,7 @@ def parse_block(  # noqa: C901 - one hot loop, by design
                 i += 1
             speaker_span[rows, 1] = i
         if data[i] != 44:
-            return STOPPED, rows, row_start, inexact_count
+            return STOPPED, rows, inexact_count
         i += 1
         for d in range(dim):
             value_start = i
@@ -198,7 +197,7 @@ def parse_block(  # noqa: C901 - one hot loop, by design
                     i += 1
                     digits += 1
             if digits == 0:
-                return STOPPED, rows, row_start, inexact_count
+                return STOPPED, rows, inexact_count
             if data[i] == 101 or data[i] == 69:  # e, E
                 i += 1
                 exponent_negative = data[i] == 45
@@ -212,19 +211,19 @@ def parse_block(  # noqa: C901 - one hot loop, by design
                     i += 1
                     exponent_digits += 1
                 if exponent_digits == 0 or exponent_digits > 4:
-                    return STOPPED, rows, row_start, inexact_count
+                    return STOPPED, rows, inexact_count
                 exponent += -written if exponent_negative else written
             if mantissa == 0:
                 value = 0.0
             elif exponent < -SCALE_RANGE:
                 value = 0.0  # far below float32's least value; rounded exactly below
             elif exponent > SCALE_RANGE:
-                return STOPPED, rows, row_start, inexact_count
+                return STOPPED, rows, inexact_count
             else:  # within ~1.5 units in the last place: the halfway test below covers that
                 value = float(mantissa) * scales[exponent + SCALE_RANGE]
             single = np.float32(value)
             if np.isinf(single):  # past float32's range: the general reader decides what that is
-                return STOPPED, rows, row_start, inexact_count
+                return STOPPED, rows, inexact_count
             below_part = _float64_bits(value) & np.uint64(0x1FFFFFFF)  # the bits float32 rounds away
             if mantissa != 0 and (
                 abs(np.int64(below_part) - np.int64(0x10000000)) <= HALFWAY_MARGIN
@@ -232,7 +231,7 @@ def parse_block(  # noqa: C901 - one hot loop, by design
                 or significant >= MAX_SIGNIFICANT_DIGITS
             ):
                 if inexact_count == inexact.shape[0]:
-                    return TOO_MANY_INEXACT, rows, row_start, inexact_count
+                    return TOO_MANY_INEXACT, rows, inexact_count
                 inexact[inexact_count, 0] = rows
                 inexact[inexact_count, 1] = d
                 inexact[inexact_count, 2] = value_start
@@ -246,17 +245,17 @@ def parse_block(  # noqa: C901 - one hot loop, by design
                 run_sums[run, d] += np.float64(stored)
             if d + 1 < dim:
                 if data[i] != 44:
-                    return STOPPED, rows, row_start, inexact_count
+                    return STOPPED, rows, inexact_count
                 i += 1
         if data[i] == 13:
             i += 1
         if data[i] != 10:
-            return STOPPED, rows, row_start, inexact_count
+            return STOPPED, rows, inexact_count
         position = i + 1
         run_rows[run] += 1
         rows += 1
     run_count[0] = run + 1
-    return OK, rows, position, inexact_count
+    return OK, rows, inexact_count
 
 
 def exact_float32(text: bytes) -> np.float32:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec_ray.data.csvparse import FIRST_DATA_ROW
-from mmrec_ray.data.embedding_csv import iter_embedding_chunks
+from mmrec_ray.data.embedding_csv import EmbeddingChunk, iter_embedding_chunks
 from mmrec_ray.errors import DataError
 from mmrec_ray.io import atomic_write
 
@@ -85,6 +85,14 @@ def _sum_by_owner(owner: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     return _fold(owner, values, np.ones(len(owner), dtype=np.int64))
 
 
+def chunk_sums(chunk: EmbeddingChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(conversations, float64 sums, counts) of a streamed block: the reader's own when it added them up while
+    parsing, else summed here (the same values bit for bit)."""
+    if chunk.conversation_sums is not None:
+        return chunk.conversation_sums
+    return _sum_by_owner(chunk.conversation_id, chunk.embedding)
+
+
 class EmbeddingAccumulator:
     """Per-conversation sums and counts of sentence embeddings, fed one block (or one part's sums) at a time.
 
@@ -112,10 +120,20 @@ class EmbeddingAccumulator:
         embedding: np.ndarray,
     ) -> None:
         """A block of sentence rows."""
-        if embedding.shape[1] != self.dim:
-            raise DataError(path, f"{embedding.shape[1]} embedding columns, expected {self.dim}", row=1)
+        self._check_width(path, embedding)
         unique, sums, counts = _sum_by_owner(conversation_id, embedding)
         self.add_sums(path, first_row, conversation_id, sentence_number, unique, sums, counts)
+
+    def _check_width(self, path: Path, embedding: np.ndarray) -> None:
+        if embedding.shape[1] != self.dim:
+            raise DataError(path, f"{embedding.shape[1]} embedding columns, expected {self.dim}", row=1)
+
+    def add_chunk(self, chunk: EmbeddingChunk) -> None:
+        """A block streamed by ``iter_embedding_chunks`` (its sums when the reader added them up)."""
+        self._check_width(chunk.path, chunk.embedding)
+        self.add_sums(
+            chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, *chunk_sums(chunk)
+        )
 
     def add_sums(
         self,
@@ -247,10 +265,7 @@ def convert_part(job: PartJob) -> dict:
             ):
                 keys_conv.append(chunk.conversation_id)
                 keys_sent.append(chunk.sentence_number)
-                if chunk.conversation_sums is not None:  # added up while parsing
-                    unique, block_sums, block_counts = chunk.conversation_sums
-                else:
-                    unique, block_sums, block_counts = _sum_by_owner(chunk.conversation_id, chunk.embedding)
+                unique, block_sums, block_counts = chunk_sums(chunk)
                 owners.append(unique)
                 sums.append(block_sums)
                 counts.append(block_counts)

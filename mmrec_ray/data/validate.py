@@ -114,9 +114,7 @@ def validate_dataset(
     if ds.embedding_parts:
         acc = EmbeddingAccumulator(layout.conversation_id, ds.embedding_dim)
         for chunk in iter_embedding_chunks(ds.embedding_parts, chunk_bytes, ds.embedding_dim):
-            acc.add(
-                chunk.path, chunk.first_row, chunk.conversation_id, chunk.sentence_number, chunk.embedding
-            )
+            acc.add_chunk(chunk)
         acc.check_unique()
         check_conversations_embedded(ds, layout, acc)
     vocab = fit_vocabulary(ds, layout, threshold)
